@@ -1,0 +1,37 @@
+"""Forward passes over a whole image array, and the classification metrics the study reports."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.metrics import balanced_accuracy_score, f1_score
+
+from nbstudy import augment
+from nbstudy.loader import BatchLoader
+from nbstudy.runtime import autocast
+
+
+@torch.no_grad()
+def predict(fn, images, mean, std, device, batch_size: int = 256, indices=None) -> torch.Tensor:
+    """Apply `fn` (e.g. a model, or model.features) to every image, un-augmented; outputs in input order, float32 on the CPU."""
+    device = torch.device(device)
+    outs = []
+    loader = BatchLoader(images, batch_size=batch_size, shuffle=False, device=device, indices=indices)
+    for _, x, in loader:
+        with autocast(device):
+            out = fn(augment.normalize(augment.to_float(x), mean, std))
+        outs.append(out.float().cpu())
+    if not outs:
+        return torch.empty(0)
+    return torch.cat(outs)
+
+
+def classification_metrics(y_true, y_pred) -> dict:
+    """Accuracy, balanced accuracy and macro-F1 (medical sets are imbalanced), as plain floats in [0, 1]."""
+    y_true = np.asarray(y_true)
+    y_pred = np.asarray(y_pred)
+    return {
+        "acc": float((y_true == y_pred).mean()),
+        "balanced_acc": float(balanced_accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+    }

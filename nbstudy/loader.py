@@ -1,0 +1,89 @@
+"""Batches straight from a uint8 image array (in RAM or memory-mapped) to the device.
+
+No per-image Python decode and no DataLoader workers: a batch is one fancy-index
+gather on the host (indices sorted, which keeps memmap reads sequential), one
+copy to the device as uint8 (pinned and non-blocking on CUDA), and augmentation
+happens on the device, batched (see `nbstudy.augment`). A background thread
+gathers the next batch while the current one computes.
+
+The shuffle order is a pure function of (seed, epoch), so a resumed run sees the
+same batches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+
+
+def epoch_order(n_or_indices, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
+    """The sample order of one epoch: same (seed, epoch), same order, on any machine."""
+    idx = np.arange(n_or_indices) if np.isscalar(n_or_indices) else np.asarray(n_or_indices, dtype=np.int64)
+    if not shuffle:
+        return idx
+    return idx[np.random.default_rng([int(seed), int(epoch)]).permutation(len(idx))]
+
+
+class BatchLoader:
+    """Iterate (indices, images, *arrays) batches on `device`.
+
+    images: uint8 (N, H, W, 3). arrays: per-sample arrays (labels, weights...)
+    gathered with the same indices. indices: the subset to iterate (default all).
+    Images arrive as uint8 (B, 3, H, W); use `augment.to_float` next.
+    """
+
+    def __init__(self, images, *arrays, batch_size: int, shuffle: bool = False, seed: int = 0,
+                 drop_last: bool = False, device="cpu", indices=None):
+        self.images = images
+        self.arrays = arrays
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_last = drop_last
+        self.device = torch.device(device)
+        self.indices = np.arange(len(images)) if indices is None else np.asarray(indices, dtype=np.int64)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        n = len(self.indices)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def _chunks(self):
+        order = epoch_order(self.indices, self.seed, self.epoch, self.shuffle)
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            yield np.sort(order[start:start + self.batch_size])
+
+    def _gather(self, idx: np.ndarray):
+        pin = self.device.type == "cuda"
+        x = torch.from_numpy(np.ascontiguousarray(self.images[idx])).permute(0, 3, 1, 2)
+        host = [torch.from_numpy(idx)] + [torch.as_tensor(np.asarray(a)[idx]) for a in self.arrays]
+        if pin:
+            x = x.contiguous().pin_memory()
+            host = [t.pin_memory() for t in host]
+        return x, host
+
+    def _to_device(self, gathered):
+        x, host = gathered
+        nb = self.device.type == "cuda"
+        x = x.to(self.device, non_blocking=nb)
+        if nb:
+            x = x.contiguous(memory_format=torch.channels_last)
+        rest = [t.to(self.device, non_blocking=nb) for t in host]
+        return (rest[0], x, *rest[1:])
+
+    def __iter__(self):
+        chunks = list(self._chunks())
+        if not chunks:
+            return
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(self._gather, chunks[0])
+            for nxt in chunks[1:] + [None]:
+                gathered = pending.result()
+                if nxt is not None:
+                    pending = pool.submit(self._gather, nxt)
+                yield self._to_device(gathered)
