@@ -1,0 +1,25 @@
+# Two commands from a fresh clone: `make demo` runs the demo study, `make test` runs the tests.
+# Both create a local virtual environment in .venv the first time.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test install clean-venv
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (nbstudy)" > /dev/null
+	touch $@
+
+demo: install
+	$(VENV)/bin/nbstudy study parameters/demo.yaml
+
+test: install
+	$(PY) -m pytest
+
+clean-venv:
+	rm -rf $(VENV)
