@@ -1,0 +1,440 @@
+"""Datasets: one entry point, `load_dataset(name, ...)`, returning a `Dataset`.
+
+Every loader gives uint8 (N, H, W, 3) images (square, at one resolution),
+int64 labels, class names and the official splits where the dataset has them.
+Image-file datasets are decoded once by the prepare step (nbstudy.cache) and
+memory-mapped afterwards. See docs/datasets.md for layouts and options.
+"""
+
+import inspect
+import os
+import warnings
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from nbstudy import cache
+from nbstudy.errors import NbstudyError
+from nbstudy.images import IMAGE_EXTENSIONS, is_image_file
+from nbstudy.synthetic import CLASS_NAMES as SYNTHETIC_CLASSES
+from nbstudy.synthetic import make_synthetic
+
+NCT_CLASSES = ["ADI", "BACK", "DEB", "LYM", "MUC", "MUS", "NORM", "STR", "TUM"]
+COVID_CLASSES = ["COVID-19", "Non-COVID", "Normal"]
+MEDMNIST_SIZES = (28, 64, 128, 224)
+_MEAN_STD_IMAGES = 2000   # mean/std use at most this many evenly spaced train images
+
+
+@dataclass(eq=False)
+class Dataset:
+    """Images and labels of one dataset, split as the dataset defines it."""
+    name: str
+    class_names: list[str]
+    train_images: np.ndarray       # uint8 (N, H, W, 3); may be a read-only np.memmap
+    train_labels: np.ndarray       # int64 (N,)
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    val_images: np.ndarray | None = None   # official validation split, when the dataset has one
+    val_labels: np.ndarray | None = None
+    synthetic: bool = False        # the built-in set: results must say so
+    source: str = ""               # where the data came from, for the records
+
+    def __post_init__(self):
+        for split in self._splits():
+            images, labels = getattr(self, f"{split}_images"), getattr(self, f"{split}_labels")
+            if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:
+                raise ValueError(f"{split}_images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
+            if labels.dtype != np.int64 or labels.shape != (len(images),):
+                raise ValueError(f"{split}_labels must be int64 ({len(images)},), got {labels.dtype} {labels.shape}")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def resolution(self) -> int:
+        return int(self.train_images.shape[1])
+
+    @cached_property
+    def mean(self) -> tuple[float, float, float]:
+        """Per-channel mean of the train images scaled to [0, 1]."""
+        return self._channel_stats()[0]
+
+    @cached_property
+    def std(self) -> tuple[float, float, float]:
+        """Per-channel standard deviation of the train images scaled to [0, 1]."""
+        return self._channel_stats()[1]
+
+    def _channel_stats(self):
+        n = len(self.train_images)
+        rows = np.unique(np.linspace(0, n - 1, min(n, _MEAN_STD_IMAGES)).astype(np.int64))
+        total, total_sq, count = np.zeros(3), np.zeros(3), 0
+        for start in range(0, len(rows), 256):
+            block = self.train_images[rows[start:start + 256]].reshape(-1, 3).astype(np.float64) / 255
+            total += block.sum(0)
+            total_sq += (block ** 2).sum(0)
+            count += len(block)
+        mean = total / count
+        std = np.sqrt(np.maximum(total_sq / count - mean ** 2, 0))
+        return tuple(float(m) for m in mean), tuple(float(s) for s in std)
+
+    def _splits(self):
+        return ["train", "val", "test"] if self.val_images is not None else ["train", "test"]
+
+    def describe(self) -> str:
+        """A short summary: name, SYNTHETIC marker, sizes per split, class counts."""
+        marker = " (SYNTHETIC)" if self.synthetic else ""
+        sizes = ", ".join(f"{split} {len(getattr(self, f'{split}_labels'))}" for split in self._splits())
+        no_val = "" if self.val_images is not None else ", no validation split"
+        lines = [f"{self.name}{marker}: {self.num_classes} classes, {self.resolution}x{self.resolution} px; "
+                 f"{sizes}{no_val}"]
+        if self.source:
+            lines.append(f"  source: {self.source}")
+        width = max(len(c) for c in self.class_names)
+        for c, class_name in enumerate(self.class_names):
+            counts = "  ".join(f"{split} {int(np.sum(getattr(self, f'{split}_labels') == c))}"
+                               for split in self._splits())
+            lines.append(f"  {class_name:<{width}}  {counts}")
+        return "\n".join(lines)
+
+
+def load_dataset(name: str, data_path: str | None = None, resolution: int | None = None, seed: int = 0,
+                 cache_dir: str | None = None, **options) -> Dataset:
+    """Load dataset `name` (a key of DATASETS) with its images at `resolution`
+    (None: the dataset's native size). Same arguments, same arrays."""
+    if name not in DATASETS:
+        raise NbstudyError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+    loader = DATASETS[name]
+    accepted = [p.name for p in inspect.signature(loader).parameters.values() if p.kind == p.KEYWORD_ONLY]
+    for option in options:
+        if option not in accepted:
+            raise NbstudyError(f"unknown option {option!r} for dataset {name!r}: accepted options are "
+                               f"{', '.join(accepted) or 'none'}")
+    if resolution is not None and (isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer))
+                                   or resolution < 1):
+        raise NbstudyError(f"resolution must be a positive integer (pixels per side), got {resolution!r}")
+    return loader(data_path, None if resolution is None else int(resolution), seed, cache_dir, **options)
+
+
+# ---------------------------------------------------------------------------- synthetic
+
+def load_synthetic(data_path, resolution, seed, cache_dir, *, num_classes=4, per_class=150,
+                   test_per_class=100, image_size=None) -> Dataset:
+    """The built-in procedural texture set (nbstudy.synthetic); cheap, so not cached.
+    `image_size` is another name for `resolution`; default 32."""
+    if image_size is not None and resolution is not None and image_size != resolution:
+        raise NbstudyError(f"image_size={image_size} and resolution={resolution} disagree: give only one")
+    size = image_size or resolution or 32
+    if not 2 <= num_classes <= len(SYNTHETIC_CLASSES):
+        raise NbstudyError(f"num_classes must be between 2 and {len(SYNTHETIC_CLASSES)}, got {num_classes}")
+    if per_class < 1 or test_per_class < 1 or size < 8:
+        raise NbstudyError(f"per_class and test_per_class must be >= 1 and the image size >= 8, got "
+                           f"{per_class}, {test_per_class}, {size}")
+    train_x, train_y, test_x, test_y, names = make_synthetic(num_classes, per_class, test_per_class, size, seed)
+    return Dataset("synthetic", names, train_x, train_y, test_x, test_y, synthetic=True,
+                   source=f"built-in procedural textures (nbstudy.synthetic), seed {seed}")
+
+
+# ---------------------------------------------------------------------------- NCT-CRC-HE
+
+def load_nct_crc_he(data_path, resolution, seed, cache_dir, *, subsample=None, workers=None) -> Dataset:
+    """NCT-CRC-HE-100K (train) and CRC-VAL-HE-7K (test), one folder per tissue class."""
+    root = _existing_folder(data_path, "nct_crc_he", "the folder holding NCT-CRC-HE-100K/ and CRC-VAL-HE-7K/")
+    split_dirs = {"train": root / "NCT-CRC-HE-100K", "test": root / "CRC-VAL-HE-7K"}
+    missing = [d.name for d in split_dirs.values() if not d.is_dir()]
+    if missing:
+        raise NbstudyError(f"{root} is not an NCT-CRC-HE root: missing {'/, '.join(missing)}/ (found: "
+                           f"{_listing(root)}); point data_path at the folder holding NCT-CRC-HE-100K/ "
+                           "and CRC-VAL-HE-7K/")
+    files = {split: _class_files(folder, NCT_CLASSES) for split, folder in split_dirs.items()}
+    files["train"] = _subsample(*files["train"], subsample, seed)
+    arrays = _prepare_files("nct_crc_he", files, resolution, root, cache_dir, workers)
+    return Dataset("nct_crc_he", list(NCT_CLASSES), *arrays["train"], *arrays["test"], source=str(root))
+
+
+# ---------------------------------------------------------------------------- COVID-QU-Ex
+
+def load_covid_qu_ex(data_path, resolution, seed, cache_dir, *, subsample=None, workers=None) -> Dataset:
+    """COVID-QU-Ex, Lung Segmentation Data variant: {Train,Val,Test}/{class}/images/*.png.
+
+    data_path may be the folder holding Train/Val/Test or a parent of the
+    'Lung Segmentation Data' folder (the Kaggle archive nests it twice).
+    Masks are ignored; Val becomes the validation split.
+    """
+    given = _existing_folder(data_path, "covid_qu_ex", "the folder holding Train/, Val/ and Test/")
+    lung = "Lung Segmentation Data"
+    candidates = [given, given / lung, given / lung / lung]
+    root = next((c for c in candidates if all((c / s).is_dir() for s in ("Train", "Val", "Test"))), None)
+    if root is None:
+        raise NbstudyError(f"no COVID-QU-Ex Train/, Val/ and Test/ folders in {given} (found: {_listing(given)}): "
+                           f"point data_path at '{lung}/{lung}', the folder holding Train, Val and Test")
+    if any((root / "Train" / c / "infection masks").is_dir() for c in COVID_CLASSES):
+        warnings.warn(f"{root} is the Infection Segmentation Data variant (5,826 images); the study uses "
+                      f"the full Lung Segmentation Data variant (33,920 images)", stacklevel=3)
+    files = {}
+    for split, folder in (("train", "Train"), ("val", "Val"), ("test", "Test")):
+        files[split] = _class_files(root / folder, COVID_CLASSES, images_subfolder="images")
+    files["train"] = _subsample(*files["train"], subsample, seed)
+    arrays = _prepare_files("covid_qu_ex", files, resolution, root, cache_dir or cache.default_cache_dir(given),
+                            workers)
+    return Dataset("covid_qu_ex", list(COVID_CLASSES), *arrays["train"], *arrays["test"], *arrays["val"],
+                   source=str(root))
+
+
+# ---------------------------------------------------------------------------- image_folder
+
+def load_image_folder(data_path, resolution, seed, cache_dir, *, test_fraction=None, subsample=None,
+                      workers=None) -> Dataset:
+    """Any class-per-folder tree. With train/ and test/ (and optionally val/)
+    sub-trees those are the splits; otherwise a seeded stratified split holds
+    out `test_fraction` (default 0.2) of each class as test."""
+    root = _existing_folder(data_path, "image_folder", "a folder with one sub-folder of images per class")
+    subdirs = {d.name.lower(): d for d in _visible_dirs(root)}
+    if "train" in subdirs and "test" in subdirs:
+        if test_fraction is not None:
+            raise NbstudyError(f"test_fraction does not apply: {root} already has train/ and test/ folders; "
+                               "drop the option or the folders")
+        class_names = [d.name for d in _visible_dirs(subdirs["train"])]
+        if not class_names:
+            raise NbstudyError(f"{subdirs['train']} has no class folders: put each class's images in its own "
+                               "sub-folder")
+        files = {}
+        for split in ("train", "val", "test"):
+            if split not in subdirs:
+                continue
+            extra = sorted(d.name for d in _visible_dirs(subdirs[split]) if d.name not in class_names)
+            if extra:
+                raise NbstudyError(f"{subdirs[split]} has class folders not in train/: {', '.join(extra)}; "
+                                   "every class needs training images")
+            files[split] = _class_files(subdirs[split], class_names, require_all=False)
+    else:
+        class_names = [d.name for d in _visible_dirs(root)]
+        if not class_names:
+            raise NbstudyError(f"{root} has no class folders (found: {_listing(root)}): put each class's "
+                               "images in its own sub-folder")
+        fraction = 0.2 if test_fraction is None else test_fraction
+        if not 0 < fraction < 1:
+            raise NbstudyError(f"test_fraction must be between 0 and 1 (exclusive), got {test_fraction}")
+        files = _stratified_split(*_class_files(root, class_names), fraction, seed)
+    files["train"] = _subsample(*files["train"], subsample, seed)
+    arrays = _prepare_files("image_folder", files, resolution, root, cache_dir, workers)
+    val = arrays.get("val", (None, None))
+    return Dataset("image_folder", class_names, *arrays["train"], *arrays["test"], *val, source=str(root))
+
+
+def _stratified_split(paths, labels, fraction, seed):
+    """Per class, a seeded `fraction` (at least one image, if the class has two) goes to test."""
+    rng = np.random.default_rng([seed, 1])
+    is_test = np.zeros(len(labels), dtype=bool)
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        n_test = min(max(round(fraction * len(members)), 1), len(members) - 1)
+        is_test[rng.choice(members, n_test, replace=False)] = True
+    return {"train": ([p for p, t in zip(paths, is_test) if not t], labels[~is_test]),
+            "test": ([p for p, t in zip(paths, is_test) if t], labels[is_test])}
+
+
+# ---------------------------------------------------------------------------- MedMNIST
+
+def load_medmnist(data_path, resolution, seed, cache_dir, *, npz_path=None, flag=None, size=None) -> Dataset:
+    """A MedMNIST .npz, given by path (npz_path or data_path), or by `flag` and
+    `size`: looked for as <flag>_<size>.npz (<flag>.npz for 28) in data_path or
+    ~/.medmnist, downloaded there with the medmnist package if missing."""
+    path = _medmnist_file(data_path, npz_path, flag, size)
+    flag = flag or path.stem.split("_")[0]
+    try:
+        with np.load(path) as npz:
+            members = set(npz.files)
+            labels = {split: _medmnist_labels(npz[f"{split}_labels"], path, split)
+                      for split in ("train", "val", "test") if {f"{split}_images", f"{split}_labels"} <= members}
+    except (OSError, ValueError, AttributeError) as e:  # AttributeError: a plain .npy has no .files
+        raise NbstudyError(f"cannot read {path} as an .npz ({e}): check the file (download it again if in "
+                           "doubt)") from None
+    for split in ("train", "test"):
+        if split not in labels:
+            raise NbstudyError(f"{path} has no {split}_images/{split}_labels arrays (found: "
+                               f"{', '.join(sorted(members))}): a MedMNIST-format .npz needs train and test splits")
+    splits = list(labels)
+    if "val" not in splits:
+        warnings.warn(f"{path} has no val split: val_images is None", stacklevel=3)
+    if cache_dir is None:
+        cache_dir = cache.default_cache_dir(path)
+    arrays = {}
+    for split in splits:
+        images = cache.prepare_npz_images(path, f"{split}_images", dataset="medmnist", split=split,
+                                          resolution=resolution, cache_dir=cache_dir)
+        if len(images) != len(labels[split]):
+            raise NbstudyError(f"{path}: {split}_images has {len(images)} images but {split}_labels has "
+                               f"{len(labels[split])} labels; the file is inconsistent")
+        arrays[split] = (images, labels[split])
+    num_classes = max(int(y.max()) for y in labels.values() if y.size) + 1
+    val = arrays.get("val", (None, None))
+    return Dataset("medmnist", _medmnist_class_names(flag, num_classes), *arrays["train"], *arrays["test"], *val,
+                   source=str(path))
+
+
+def _medmnist_file(data_path, npz_path, flag, size) -> Path:
+    if npz_path is None and data_path is not None and str(data_path).endswith(".npz"):
+        npz_path = data_path
+    if npz_path is not None:
+        path = Path(npz_path).expanduser()
+        if not path.is_file():
+            raise NbstudyError(f"MedMNIST file {path} does not exist: check npz_path / data_path")
+        return path
+    if flag is None:
+        raise NbstudyError("medmnist needs npz_path= (a MedMNIST .npz) or flag= (e.g. 'pathmnist') and size=")
+    size = 28 if size is None else size
+    if size not in MEDMNIST_SIZES:
+        raise NbstudyError(f"MedMNIST size must be one of {MEDMNIST_SIZES}, got {size}")
+    folder = Path(data_path).expanduser() if data_path is not None else Path.home() / ".medmnist"
+    path = folder / (f"{flag}.npz" if size == 28 else f"{flag}_{size}.npz")
+    if not path.is_file():
+        _download_medmnist(flag, size, folder, path)
+    return path
+
+
+def _download_medmnist(flag, size, folder, path):
+    put_it = (f"download {path.name} from the MedMNIST release (zenodo.org/records/10519652) and put it at "
+              f"{path}, or pass npz_path=")
+    try:
+        import medmnist
+    except ImportError:
+        raise NbstudyError(f"no {path} and the medmnist package is not installed "
+                           f"(pip install 'nbstudy[medmnist]'): {put_it}") from None
+    if flag not in medmnist.INFO:
+        raise NbstudyError(f"unknown MedMNIST flag {flag!r}: choose one of {', '.join(medmnist.INFO)}")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        getattr(medmnist, medmnist.INFO[flag]["python_class"])(split="train", download=True, root=str(folder),
+                                                               size=size)
+    except Exception as e:  # network errors come in many types; all end the same way
+        raise NbstudyError(f"downloading MedMNIST {flag} ({size} px) failed ({e}): {put_it}") from None
+    if not path.is_file():
+        raise NbstudyError(f"medmnist did not create {path}: {put_it}")
+
+
+def _medmnist_labels(labels, path, split) -> np.ndarray:
+    if labels.ndim == 2 and labels.shape[1] > 1:
+        raise NbstudyError(f"{path} is multi-label ({split}_labels has shape {labels.shape}); only "
+                           "single-label (multi-class) datasets are supported, e.g. not chestmnist")
+    labels = labels.reshape(-1)
+    if labels.size and (labels.min() < 0 or not np.all(labels == np.round(labels))):
+        raise NbstudyError(f"{path}: {split}_labels must be class indices 0, 1, 2, ...")
+    return labels.astype(np.int64)
+
+
+def _medmnist_class_names(flag, num_classes) -> list[str]:
+    """Names from medmnist.INFO when the package is installed and knows the flag, else "0", "1", ..."""
+    try:
+        import medmnist
+        names = medmnist.INFO[flag]["label"]
+        return [names[str(i)] for i in range(max(num_classes, len(names)))]
+    except (ImportError, KeyError):
+        return [str(i) for i in range(num_classes)]
+
+
+# ---------------------------------------------------------------------------- shared helpers
+
+def _existing_folder(data_path, name, what) -> Path:
+    if data_path is None:
+        raise NbstudyError(f"dataset {name!r} needs data_path= pointing at {what}")
+    path = Path(data_path).expanduser()
+    if not path.is_dir():
+        raise NbstudyError(f"dataset path {path} does not exist or is not a folder: pass data_path= pointing "
+                           f"at {what}")
+    return path
+
+
+def _visible_dirs(folder: Path) -> list[Path]:
+    return sorted((d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")),
+                  key=lambda d: d.name)
+
+
+def _listing(folder: Path, limit: int = 8) -> str:
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
+    if not names:
+        return "nothing"
+    return ", ".join(names[:limit]) + (f", ... ({len(names)} entries)" if len(names) > limit else "")
+
+
+def _class_files(folder: Path, class_names, images_subfolder=None, require_all=True):
+    """Image paths and labels of class-per-folder `folder`, sorted by path.
+    Hidden files and non-images are skipped, with one warning saying how many."""
+    paths, labels, skipped = [], [], 0
+    for label, class_name in enumerate(class_names):
+        class_dir = folder / class_name
+        if not class_dir.is_dir():
+            if not require_all:
+                continue
+            raise NbstudyError(f"{folder} has no {class_name}/ class folder (found: {_listing(folder)}); "
+                               f"expected one folder per class: {', '.join(class_names)}")
+        image_dir = class_dir / images_subfolder if images_subfolder else class_dir
+        if not image_dir.is_dir():
+            raise NbstudyError(f"{class_dir} has no {images_subfolder}/ folder (found: {_listing(class_dir)})")
+        found, n_skipped = _image_files(image_dir)
+        if not found:
+            raise NbstudyError(f"class folder {image_dir} holds no images ({', '.join(IMAGE_EXTENSIONS)}): "
+                               "add images or remove the folder")
+        paths += found
+        labels += [label] * len(found)
+        skipped += n_skipped
+    if skipped:
+        warnings.warn(f"skipped {skipped} hidden or non-image files under {folder}", stacklevel=3)
+    return paths, np.array(labels, dtype=np.int64)
+
+
+def _image_files(folder: Path):
+    """All image files below `folder` (hidden folders skipped), sorted; and how many others were skipped."""
+    found, skipped = [], 0
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for filename in filenames:
+            path = Path(dirpath) / filename
+            if is_image_file(path):
+                found.append(path)
+            else:
+                skipped += 1
+    return sorted(found), skipped
+
+
+def _subsample(paths, labels, subsample, seed):
+    """Keep a seeded, stratified part of each class: a fraction in (0, 1] (at
+    least one image per class) or an int count per class (all if fewer)."""
+    if subsample is None:
+        return paths, labels
+    is_count = isinstance(subsample, (int, np.integer)) and not isinstance(subsample, bool)
+    is_fraction = isinstance(subsample, (float, np.floating)) and 0 < subsample <= 1
+    if not (is_count and subsample >= 1) and not is_fraction:
+        raise NbstudyError(f"subsample must be a fraction in (0, 1] or a whole number of images per class, "
+                           f"got {subsample!r}")
+    rng = np.random.default_rng([seed, 2])
+    keep = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        n = min(subsample, len(members)) if is_count else max(1, round(subsample * len(members)))
+        keep.append(rng.choice(members, n, replace=False))
+    keep = np.sort(np.concatenate(keep))
+    return [paths[i] for i in keep], labels[keep]
+
+
+def _prepare_files(dataset, files, resolution, root, cache_dir, workers):
+    """Run the prepare step on each split: {split: (images memmap, labels)}."""
+    if cache_dir is None:
+        cache_dir = cache.default_cache_dir(root)
+    for split, (paths, _) in files.items():
+        if not paths:
+            raise NbstudyError(f"the {split} split of {root} has no images: add some")
+    return {split: (cache.prepare_image_files(paths, dataset=dataset, split=split, resolution=resolution,
+                                              source=root, cache_dir=cache_dir, workers=workers), labels)
+            for split, (paths, labels) in files.items()}
+
+
+DATASETS = {
+    "synthetic": load_synthetic,
+    "nct_crc_he": load_nct_crc_he,
+    "covid_qu_ex": load_covid_qu_ex,
+    "medmnist": load_medmnist,
+    "image_folder": load_image_folder,
+}
