@@ -68,16 +68,18 @@ class Dataset:
         return self._channel_stats()[1]
 
     def _channel_stats(self):
+        """Exact mean/std of evenly spaced train images, from per-channel histograms
+        (integer counting is much faster than float sums over a memmap)."""
         n = len(self.train_images)
         rows = np.unique(np.linspace(0, n - 1, min(n, _MEAN_STD_IMAGES)).astype(np.int64))
-        total, total_sq, count = np.zeros(3), np.zeros(3), 0
+        hist = np.zeros((3, 256), dtype=np.int64)
         for start in range(0, len(rows), 256):
-            block = self.train_images[rows[start:start + 256]].reshape(-1, 3).astype(np.float64) / 255
-            total += block.sum(0)
-            total_sq += (block ** 2).sum(0)
-            count += len(block)
-        mean = total / count
-        std = np.sqrt(np.maximum(total_sq / count - mean ** 2, 0))
+            block = self.train_images[rows[start:start + 256]]
+            for c in range(3):
+                hist[c] += np.bincount(block[..., c].ravel(), minlength=256)
+        values = np.arange(256) / 255
+        mean = hist @ values / hist.sum(1)
+        std = np.sqrt(np.maximum(hist @ values ** 2 / hist.sum(1) - mean ** 2, 0))
         return tuple(float(m) for m in mean), tuple(float(s) for s in std)
 
     def _splits(self):
