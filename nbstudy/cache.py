@@ -155,6 +155,8 @@ def _copy_npz_member(npz_path, member, resolution, tmp, desc):
                     bar.update(n)
             out.flush()
             del out
+    except NbstudyError:
+        raise
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as e:
         raise NbstudyError(f"cannot read {member} from {npz_path} ({e}): check the file is a complete "
                            ".npz (download it again if in doubt)") from None

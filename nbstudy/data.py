@@ -249,15 +249,16 @@ def load_medmnist(data_path, resolution, seed, cache_dir, *, npz_path=None, flag
     try:
         with np.load(path) as npz:
             members = set(npz.files)
-            labels = {split: _medmnist_labels(npz[f"{split}_labels"], path, split)
-                      for split in ("train", "val", "test") if {f"{split}_images", f"{split}_labels"} <= members}
-    except (OSError, ValueError, AttributeError) as e:  # AttributeError: a plain .npy has no .files
+            raw_labels = {split: npz[f"{split}_labels"] for split in ("train", "val", "test")
+                          if {f"{split}_images", f"{split}_labels"} <= members}
+    except (OSError, ValueError, TypeError) as e:  # TypeError: a plain .npy, not an archive
         raise NbstudyError(f"cannot read {path} as an .npz ({e}): check the file (download it again if in "
                            "doubt)") from None
     for split in ("train", "test"):
-        if split not in labels:
+        if split not in raw_labels:
             raise NbstudyError(f"{path} has no {split}_images/{split}_labels arrays (found: "
                                f"{', '.join(sorted(members))}): a MedMNIST-format .npz needs train and test splits")
+    labels = {split: _medmnist_labels(y, path, split) for split, y in raw_labels.items()}
     splits = list(labels)
     if "val" not in splits:
         warnings.warn(f"{path} has no val split: val_images is None", stacklevel=3)
