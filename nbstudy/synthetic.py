@@ -14,6 +14,7 @@ import numpy as np
 
 CLASS_NAMES = ["stripes", "checks", "rings", "spots", "hexagons",
                "waves", "spirals", "grid", "dashes", "zigzag"]
+_CHUNK = 64  # images rendered at once: bounds the float temporaries at large sizes
 
 
 def make_synthetic(num_classes: int = 4, per_class: int = 150, test_per_class: int = 100,
@@ -21,7 +22,8 @@ def make_synthetic(num_classes: int = 4, per_class: int = 150, test_per_class: i
     """Return (train_images, train_labels, test_images, test_labels, class_names).
 
     Train and test are drawn independently, each class from its own seeded
-    stream, so adding classes or test images leaves the other images unchanged.
+    stream: a class's images depend only on seed, split, class and count, so
+    asking for more classes adds images without changing the others.
     """
     train = _draw_split(num_classes, per_class, image_size, seed, split=0)
     test = _draw_split(num_classes, test_per_class, image_size, seed, split=1)
@@ -39,9 +41,6 @@ def _draw_split(num_classes, per_class, size, seed, split):
     labels = np.repeat(np.arange(num_classes, dtype=np.int64), per_class)
     order = np.random.default_rng([seed, split, 99]).permutation(len(labels))
     return images[order], labels[order]
-
-
-_CHUNK = 64  # images rendered at once: bounds the float temporaries at large sizes
 
 
 def _render(c, n, size, rng):
