@@ -1,0 +1,65 @@
+"""Stand-in stage and analysis notebooks: the real notebooks' parameters, seconds of work.
+
+Each stub appends a line to an execution log (so tests can count what ran),
+checks that the paths it gets are absolute and writes the files its stage
+promises. A pretraining stub fails on purpose for the methods listed in
+dataset_options["fail"].
+"""
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_notebook
+
+PRETRAIN = dict(dataset="synthetic", data_path=None, dataset_options={}, resolution=32, stem="auto", method="simclr",
+                epochs=1, batch_size=256, lr=1e-3, weight_decay=1e-4, optimizer="adam", temperature=0.07,
+                probe_every=0, seed=0, device="auto", output_dir="")
+TRAIN = dict(dataset="synthetic", data_path=None, dataset_options={}, resolution=32, stem="auto", method="ce",
+             method_options={}, noise_kind="symmetric", noise_rate=0.0, init="random", epochs=1, batch_size=128,
+             lr=None, seed=0, val_fraction=0.1, record_every=1, checkpoint_every=0, device="auto", output_dir="")
+
+PRETRAIN_BODY = """
+out = pathlib.Path(output_dir)
+assert out.is_absolute(), output_dir
+log(f"pretrain {method}")
+if method in dataset_options.get("fail", []):
+    raise RuntimeError(f"stub failure for {method}")
+(out / "backbone.pt").write_text(method)
+(out / "pretrain_metrics.json").write_text(json.dumps({"loss": [1.0]}))
+"""
+
+TRAIN_BODY = """
+out = pathlib.Path(output_dir)
+assert out.is_absolute(), output_dir
+name = init
+if init != "random":  # the backbone of the pretraining run the init names
+    name = pathlib.Path(init).read_text()
+    assert pathlib.Path(init).parent.name.startswith(f"{name}-"), init
+log(f"train {name} {method} {noise_rate} {seed}")
+final = {"best_acc": 1 - noise_rate / 2, "last_acc": 1 - noise_rate, "actual_noise_rate": noise_rate}
+(out / "metrics.json").write_text(json.dumps({"final": final}))
+(out / "records.npz").write_bytes(b"")
+"""
+
+ANALYSIS_BODY = """
+rows = list(csv.DictReader(open(pathlib.Path(study_dir) / "results.csv")))
+log(f"analysis {len(rows)} rows")
+"""
+
+
+def write_stubs(folder, log_path, pretrain=PRETRAIN, analysis=("10_summary",)):
+    """Write stub 01_pretrain / 02_train_noisy / analysis notebooks into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    _write(folder / "01_pretrain.ipynb", pretrain, PRETRAIN_BODY, log_path)
+    _write(folder / "02_train_noisy.ipynb", TRAIN, TRAIN_BODY, log_path)
+    for stem in analysis:
+        _write(folder / f"{stem}.ipynb", {"study_dir": ""}, ANALYSIS_BODY, log_path)
+    return folder
+
+
+def _write(path, params, body, log_path):
+    setup = (f"import csv, json, pathlib\n"
+             f"def log(line):\n    with open({str(log_path)!r}, 'a') as f:\n        f.write(line + '\\n')")
+    cells = [new_code_cell("\n".join(f"{k} = {v!r}" for k, v in params.items()), metadata={"tags": ["parameters"]}),
+             new_code_cell(setup), new_code_cell(body.strip())]
+    nb = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                            "language": "python"}})
+    nbformat.write(nb, str(path))
