@@ -1,0 +1,227 @@
+"""Find a study's training runs and read what they recorded.
+
+A study folder holds training runs anywhere below it; a run is any folder with
+a ``metrics.json`` (folder names are not relied on). Each run becomes one row of
+`Study.runs`: its grid parameters, its ``final`` metrics, the name of its init
+("random" or the pretraining method) and its folder. The per-sample records are
+read through `nbstudy.lnl.records.load_records` only, here, in `read_run`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from nbstudy.errors import NbstudyError
+from nbstudy.lnl.records import METRICS_FILE, load_records, selection_metrics
+
+GRID = ("init", "method", "noise_kind", "noise_rate", "seed")
+
+
+@dataclass(frozen=True)
+class Study:
+    """A study's folder, one row per finished training run, and whether its data is synthetic."""
+
+    dir: Path
+    runs: pd.DataFrame
+    synthetic: bool
+
+    def choices(self, column: str) -> list:
+        """The sorted distinct values of a grid column, random init first."""
+        values = sorted(self.runs[column].unique().tolist())
+        if column == "init" and "random" in values:
+            values.remove("random")
+            values.insert(0, "random")
+        return values
+
+    def summary(self) -> str:
+        """One line saying what the study holds, for the top of each notebook."""
+        grid = "; ".join(f"{c.replace('_', ' ')}s: {', '.join(map(str, self.choices(c)))}" for c in GRID)
+        tag = " — SYNTHETIC data" if self.synthetic else ""
+        return f"{len(self.runs)} training runs in {self.dir} ({grid}){tag}"
+
+
+def load_study(study_dir) -> Study:
+    """Collect every finished training run below `study_dir`."""
+    if not str(study_dir):
+        raise NbstudyError("study_dir is empty: set it to a study's output folder, <out>/<study name>")
+    root = Path(study_dir).expanduser().resolve()
+    if not root.is_dir():
+        raise NbstudyError(f"study folder {root} does not exist: run `nbstudy study PARAMS.yaml` first, "
+                           "or give the folder it printed")
+    rows, synthetic = [], False
+    for path in sorted(root.rglob(METRICS_FILE)):
+        metrics = json.loads(path.read_text())
+        if "final" not in metrics:  # a run still in progress
+            continue
+        p = metrics["params"]
+        row = {k: v for k, v in p.items() if not isinstance(v, (dict, list))}
+        row.update(metrics["final"], init=init_name(metrics), run=str(path.parent.relative_to(root)),
+                   run_dir=str(path.parent))
+        rows.append(row)
+        synthetic = synthetic or bool(metrics.get("dataset", {}).get("synthetic", False))
+    if not rows:
+        raise NbstudyError(f"no finished training run (a folder with {METRICS_FILE}) below {root}: "
+                           "run the study first, or give the study's own folder")
+    runs = pd.DataFrame(rows).sort_values(list(GRID), key=_random_first).reset_index(drop=True)
+    return Study(root, runs, synthetic)
+
+
+def _random_first(col: pd.Series) -> pd.Series:
+    return col.map(lambda v: "" if v == "random" else v) if col.name == "init" else col
+
+
+def init_name(metrics: dict) -> str:
+    """'random', or the pretraining method the run started from.
+
+    The run records its checkpoint's metadata under ``init``; a checkpoint
+    without a method is named after its folder, less the runner's hash suffix.
+    """
+    init = metrics["params"]["init"]
+    if init == "random":
+        return "random"
+    method = metrics.get("init", {}).get("method")
+    return method or re.sub(r"-[0-9a-f]{8}$", "", Path(init).parent.name)
+
+
+def select(study: Study, **where) -> pd.DataFrame:
+    """The runs matching every given grid value (None = any), maybe none.
+
+    A value that no run of the study has is an error naming the values that exist.
+    """
+    keep = pd.Series(True, index=study.runs.index)
+    for column, value in where.items():
+        if value is None:
+            continue
+        match = study.runs[column] == value
+        if not match.any():
+            raise NbstudyError(f"no run with {column}={value!r} in {study.dir}: "
+                               f"choose one of {', '.join(map(str, study.choices(column)))}")
+        keep &= match
+    return study.runs[keep]
+
+
+def find_run(study: Study, **where) -> pd.Series:
+    """A run matching `where`; grid values not given default to their first choice (seed 0, ...)."""
+    runs = select(study, **where)
+    if runs.empty:
+        given = ", ".join(f"{k}={v!r}" for k, v in where.items() if v is not None)
+        raise NbstudyError(f"the study in {study.dir} has no run with {given}: that combination was not run")
+    for column in GRID:
+        if where.get(column) is None and column in runs:
+            runs = runs[runs[column] == sorted(runs[column].unique())[0]]
+    return runs.iloc[0]
+
+
+@functools.lru_cache(maxsize=16)
+def read_run(run_dir: str) -> dict:
+    """A run's metrics and per-sample arrays (cached: sliders redraw from the same run many times)."""
+    return load_records(run_dir)
+
+
+def recorded_epochs(study: Study) -> list[int]:
+    """Every epoch at which some run recorded its per-sample losses."""
+    return sorted({int(e) for d in study.runs.run_dir for e in read_run(d)["record_epochs"]})
+
+
+def key_epochs(study: Study, count: int = 4) -> list[int]:
+    """A few recorded epochs from first to last, for static figures of how training unfolds."""
+    epochs = recorded_epochs(study)
+    picks = np.linspace(0, len(epochs) - 1, count).round().astype(int)
+    return sorted({epochs[i] for i in picks})
+
+
+def record_epoch(records: dict, epoch: int) -> int:
+    """Row of the per-sample arrays for `epoch`: the last recorded epoch at or before it (or the first)."""
+    epochs = records["record_epochs"]
+    if len(epochs) == 0:
+        raise NbstudyError("this run recorded no per-sample losses: train it with record_every >= 1")
+    return max(int(np.searchsorted(epochs, epoch, side="right")) - 1, 0)
+
+
+def samples(records: dict, epoch: int) -> dict:
+    """At a recorded epoch: the per-sample loss, selection and wrong-label mask of the training samples.
+
+    Held-out (validation) samples are NaN in the records and are left out.
+    """
+    row = record_epoch(records, epoch)
+    loss = records["losses"][row]
+    seen = np.isfinite(loss)
+    return {"epoch": int(records["record_epochs"][row]), "loss": loss[seen],
+            "selection": records["selection"][row][seen], "noisy": records["noise_mask"][seen].astype(bool)}
+
+
+def clean_score(s: dict) -> tuple[np.ndarray, str]:
+    """A score in [0, 1], higher = more likely clean, and its name.
+
+    DivideMix records a clean probability: that is the score. Otherwise (CE,
+    Co-teaching's 0/1 kept mask) it is the min-max normalised loss turned
+    around, the small-loss criterion every selecting method starts from.
+    """
+    sel = s["selection"]
+    if np.isfinite(sel).all() and not np.isin(sel, (0.0, 1.0)).all():
+        return sel.astype(float), "clean probability"
+    loss = s["loss"].astype(float)
+    span = loss.max() - loss.min()
+    return 1 - (loss - loss.min()) / (span if span > 0 else 1), "1 - normalised loss"
+
+
+def threshold_metrics(s: dict, threshold: float) -> dict:
+    """Precision / recall of keeping samples whose clean score exceeds `threshold`, and the score's ROC-AUC."""
+    score, _ = clean_score(s)
+    return selection_metrics(score > threshold, score, s["noisy"])
+
+
+def threshold_curve(s: dict, thresholds) -> tuple[np.ndarray, np.ndarray]:
+    """Precision and recall (NaN where undefined) of keeping score > t, for every t in `thresholds`."""
+    score, _ = clean_score(s)
+    kept = score[None, :] > np.asarray(thresholds, dtype=float)[:, None]
+    right = ~s["noisy"]
+    hits = (kept & right).sum(axis=1).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return hits / kept.sum(axis=1), hits / right.sum()
+
+
+def loss_auc(s: dict) -> float | None:
+    """How well a small loss marks a right label (ROC-AUC of -loss for clean vs wrong labels)."""
+    return selection_metrics(np.zeros_like(s["loss"]), -s["loss"], s["noisy"])["auc"]
+
+
+def selection_curves(study: Study) -> pd.DataFrame:
+    """Long table (run, grid..., epoch, metric, value) of each run's per-epoch selection precision / recall / AUC
+    as the run's method computed it, for the runs that select samples."""
+    rows = []
+    for _, run in study.runs.iterrows():
+        for h in read_run(run["run_dir"])["history"]:
+            for metric in ("auc", "precision", "recall"):
+                value = h.get(f"selection_{metric}")
+                if value is not None:
+                    rows.append({**run[list(GRID)].to_dict(), "run": run["run"], "epoch": h["epoch"],
+                                 "metric": metric, "value": value})
+    return pd.DataFrame(rows, columns=[*GRID, "run", "epoch", "metric", "value"])
+
+
+def loss_auc_curves(study: Study) -> pd.DataFrame:
+    """Table (run, grid..., epoch, loss_auc) of how well the per-sample loss separates clean from wrong labels, for every run."""
+    rows = []
+    for _, run in study.runs.iterrows():
+        records = read_run(run["run_dir"])
+        for epoch in records["record_epochs"]:
+            rows.append({**run[list(GRID)].to_dict(), "run": run["run"], "epoch": int(epoch),
+                         "loss_auc": loss_auc(samples(records, epoch))})
+    return pd.DataFrame(rows, columns=[*GRID, "run", "epoch", "loss_auc"])
+
+
+def study_dataset(study: Study):
+    """The study's dataset, loaded the way its first run loaded it."""
+    from nbstudy.data import load_dataset  # only the data explorer needs the images
+
+    p = read_run(study.runs.iloc[0]["run_dir"])["params"]
+    return load_dataset(p["dataset"], data_path=p.get("data_path"), resolution=p.get("resolution"),
+                        seed=p.get("seed", 0), **(p.get("dataset_options") or {}))

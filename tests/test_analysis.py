@@ -1,0 +1,252 @@
+import json
+import shutil
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from analysis_fixtures import make_study
+from matplotlib.figure import Figure
+
+from nbstudy.analysis import plots, runs, tables
+from nbstudy.errors import NbstudyError
+from nbstudy.synthetic import make_synthetic
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory):
+    return make_study(tmp_path_factory.mktemp("analysis"))
+
+
+@pytest.fixture(scope="module")
+def study(study_dir):
+    return runs.load_study(study_dir)
+
+
+def test_load_study_finds_every_run_and_names_inits(study, study_dir):
+    assert len(study.runs) == 2 * 3 * 2 * 2
+    assert study.choices("init") == ["random", "simclr"]
+    assert study.choices("noise_rate") == [0.4, 0.8]
+    assert study.synthetic
+    row = study.runs.iloc[0]
+    assert row["run"].startswith("train/") and (study_dir / row["run"] / "records.npz").is_file()
+    assert {"best_acc", "last_acc", "val_pick_acc", "actual_noise_rate"} <= set(study.runs.columns)
+    assert "SYNTHETIC data" in study.summary() and "24 training runs" in study.summary()
+
+
+def test_load_study_skips_unfinished_runs_and_ignores_folder_names(study_dir, tmp_path):
+    copy = shutil.copytree(study_dir, tmp_path / "s")
+    (copy / "elsewhere" / "deep").mkdir(parents=True)
+    shutil.move(copy / "train" / "simclr-ce-symmetric-0.4-s0-0123abcd", copy / "elsewhere" / "deep" / "x")
+    unfinished = copy / "train" / "random-ce-symmetric-0.4-s0-0123abcd" / "metrics.json"
+    metrics = json.loads(unfinished.read_text())
+    del metrics["final"]
+    metrics["params"]["extra_param"] = 3  # new columns must not break anything
+    unfinished.write_text(json.dumps(metrics))
+    s = runs.load_study(copy)
+    assert len(s.runs) == 23
+    assert "elsewhere/deep/x" in set(s.runs.run)
+
+
+@pytest.mark.parametrize("given, message", [("", "study_dir is empty"), ("/nonexistent/study", "does not exist")])
+def test_load_study_errors_name_the_fix(given, message):
+    with pytest.raises(NbstudyError, match=message):
+        runs.load_study(given)
+
+
+def test_load_study_without_runs_is_an_error(tmp_path):
+    with pytest.raises(NbstudyError, match="no finished training run"):
+        runs.load_study(tmp_path)
+
+
+def test_init_name_from_checkpoint_metadata_or_folder():
+    assert runs.init_name({"params": {"init": "random"}}) == "random"
+    path = "/o/s/pretrain/rotation-1a2b3c4d/backbone.pt"
+    assert runs.init_name({"params": {"init": path}, "init": {"method": "jigmag"}}) == "jigmag"
+    assert runs.init_name({"params": {"init": path}, "init": {"init": path}}) == "rotation"
+
+
+def test_select_names_the_existing_values(study):
+    assert len(runs.select(study, method="ce", noise_rate=0.8)) == 4
+    with pytest.raises(NbstudyError, match=r"noise_rate=0.3.*0.4, 0.8"):
+        runs.select(study, noise_rate=0.3)
+    subset = runs.Study(study.dir, study.runs[study.runs.init == "random"].copy(), True)
+    subset.runs.loc[subset.runs.method == "ce", "init"] = "simclr"
+    assert runs.select(subset, init="random", method="ce").empty  # a combination not run: no error
+    with pytest.raises(NbstudyError, match="no run with init='random', method='ce': that combination was not run"):
+        runs.find_run(subset, init="random", method="ce")
+    run = runs.find_run(study, init="simclr", method="dividemix")
+    assert (run["seed"], run["noise_rate"], run["noise_kind"]) == (0, 0.4, "symmetric")
+
+
+def test_samples_leave_out_held_out_and_map_epochs(study):
+    records = runs.read_run(runs.find_run(study, method="ce")["run_dir"])
+    s = runs.samples(records, 3)
+    assert s["epoch"] == 3 and len(s["loss"]) == 200 and np.isfinite(s["loss"]).all()
+    assert s["noisy"].sum() == records["noise_mask"][records["train_indices"]].sum()
+    assert runs.samples(records, 99)["epoch"] == 6  # beyond the last: the last recorded
+    assert runs.samples(records, 0)["epoch"] == 1
+    assert runs.recorded_epochs(study) == [1, 2, 3, 4, 5, 6]
+    assert runs.key_epochs(study) == [1, 3, 4, 6]
+
+
+def _samples(loss, selection, noisy):
+    return {"epoch": 1, "loss": np.asarray(loss, float), "selection": np.asarray(selection, float),
+            "noisy": np.asarray(noisy, bool)}
+
+
+def test_clean_score_uses_probabilities_else_the_small_loss_criterion():
+    s = _samples([0.1, 0.2, 2.0, 3.0], [0.9, 0.8, 0.3, 0.1], [0, 0, 1, 1])
+    score, name = runs.clean_score(s)
+    assert name == "clean probability" and np.allclose(score, [0.9, 0.8, 0.3, 0.1])
+    kept = _samples([0.0, 1.0, 2.0, 4.0], [1, 1, 0, np.nan], [0, 0, 1, 1])
+    score, name = runs.clean_score(kept)
+    assert name == "1 - normalised loss" and np.allclose(score, [1, 0.75, 0.5, 0])
+
+
+def test_threshold_metrics_count_right_labels_kept():
+    s = _samples([0] * 5, [0.9, 0.8, 0.6, 0.4, 0.2], [0, 0, 1, 0, 1])
+    at = runs.threshold_metrics(s, 0.5)  # keeps 0.9, 0.8 (right) and 0.6 (wrong)
+    assert at["precision"] == pytest.approx(2 / 3) and at["recall"] == pytest.approx(2 / 3)
+    assert at["auc"] == pytest.approx(5 / 6)
+    assert runs.threshold_metrics(s, 0.95)["precision"] is None  # nothing kept
+    precision, recall = runs.threshold_curve(s, [0.5, 0.95, 0.0])
+    assert np.allclose(precision, [2 / 3, np.nan, 3 / 5], equal_nan=True) and np.allclose(recall, [2 / 3, 0, 1])
+
+
+def test_loss_auc_shows_the_pretraining_story(study):
+    curves = runs.loss_auc_curves(study)
+    early = curves[(curves.epoch == 1) & (curves.noise_rate == 0.8)].groupby("init").loss_auc.mean()
+    assert early["simclr"] > early["random"] > 0.5
+    assert len(curves) == 24 * 6
+
+
+def test_selection_curves_come_from_the_runs_history(study):
+    curves = runs.selection_curves(study)
+    assert set(curves.method) == {"coteaching", "dividemix"}  # CE selects nothing
+    run = runs.find_run(study, init="random", method="dividemix", noise_rate=0.8, seed=1)
+    history = runs.read_run(run["run_dir"])["history"]
+    mine = curves[(curves.run == run["run"]) & (curves.metric == "precision")].value.tolist()
+    assert mine == [h["selection_precision"] for h in history]
+
+
+def test_results_table_mean_std_and_best_marked(study):
+    t = tables.results_table(study)
+    assert list(t.mean.columns) == [(0.4, "BEST"), (0.4, "LAST"), (0.8, "BEST"), (0.8, "LAST")]
+    assert list(t.mean.index)[:2] == [("ce", "random"), ("ce", "simclr")]
+    ce = runs.select(study, method="ce", init="random", noise_rate=0.8).last_acc * 100
+    assert t.mean.loc[("ce", "random"), (0.8, "LAST")] == pytest.approx(ce.mean())
+    assert t.cells().loc[("ce", "random"), (0.8, "LAST")] == f"{ce.mean():.1f} ± {ce.std():.1f}"
+    # the fake study's story: CE memorises at the high rate, and pretraining wins in every column
+    assert t.mean.loc[("ce", "random"), (0.8, "LAST")] < t.mean.loc[("ce", "random"), (0.8, "BEST")]
+    assert t.best.xs("simclr", level="init").all().all() and not t.best.xs("random", level="init").any().any()
+    html = t.style().to_html()
+    assert "font-weight: bold" in html and "SYNTHETIC data" in html
+
+
+def test_results_table_marks_best_within_each_method(study):
+    rows = study.runs.copy()
+    rows.loc[(rows.method == "dividemix") & (rows.init == "random"), "best_acc"] = 0.99
+    t = tables.results_table(runs.Study(study.dir, rows, synthetic=False))
+    assert t.best.loc[("dividemix", "random"), (0.4, "BEST")]
+    assert t.best.loc[("ce", "simclr"), (0.4, "BEST")]  # other methods' blocks unaffected
+    assert "SYNTHETIC" not in t.title
+
+
+def test_results_table_one_seed_shows_the_mean_only(study):
+    t = tables.results_table(runs.Study(study.dir, runs.select(study, seed=0), study.synthetic))
+    assert "±" not in t.cells().iloc[0, 0] and "1 seed(s)" in t.title
+
+
+def test_results_table_unknown_metric_is_an_error(study):
+    with pytest.raises(NbstudyError, match="no top5_acc column"):
+        tables.results_table(study, {"top-5": "top5_acc"})
+
+
+def test_actual_noise_table(study):
+    styled = tables.actual_noise(study)
+    assert "SYNTHETIC data" in styled.to_html()
+    t = styled.data
+    assert t.loc[("symmetric", 0.8), "actual, mean"] == pytest.approx(study.runs[study.runs.noise_rate == 0.8]
+                                                                      .actual_noise_rate.mean())
+
+
+def test_filter_mosaic_scales_each_filter_around_grey():
+    f = np.zeros((64, 3, 3, 3))
+    f[0, 0, 0, 0], f[1, 2, 1, 1] = -2.0, 0.5
+    img = plots.filter_mosaic(f)
+    assert img.shape == (8 * 4 + 1, 8 * 4 + 1, 3)
+    assert img[1, 1, 0] == 0.0 and img[1, 2, 0] == 0.5  # filter 0: min -> black, zero -> grey
+    assert img[1 + 1, 4 + 1 + 1, 2] == 1.0  # filter 1's max -> white
+    assert img[0, 0, 0] == 1.0  # the gap
+
+
+def test_filters_figure_rows_show_the_initial_and_final_filters_of_the_runs(study):
+    rows = study.runs[~((study.runs.init == "simclr") & (study.runs.method == "ce"))]  # one cell not run
+    fig = plots.filters_figure(runs.Study(study.dir, rows, True))
+    axes = np.array(fig.axes).reshape(2, 4)
+    assert axes[1, 0].images and not axes[1, 1].images and axes[1, 2].images
+    records = runs.read_run(runs.find_run(study, init="simclr", method="coteaching", noise_rate=0.8)["run_dir"])
+    assert np.allclose(axes[1, 0].images[0].get_array(), plots.filter_mosaic(records["filters_initial"]))
+    assert np.allclose(axes[1, 2].images[0].get_array(), plots.filter_mosaic(records["filters_final"]))
+
+
+def _title(fig: Figure) -> str:
+    return fig._suptitle.get_text()
+
+
+@pytest.mark.parametrize("draw", [
+    lambda s: plots.filters_figure(s),
+    lambda s: plots.loss_histograms(s, [1, 6], methods=["ce"]),
+    lambda s: plots.selection_figure(s, runs.selection_curves(s)),
+    lambda s: plots.loss_auc_figure(s, runs.loss_auc_curves(s), noise_rate=0.4),
+    lambda s: plots.threshold_figure(s, "coteaching", 2, 0.3),
+    lambda s: plots.accuracy_vs_noise(s),
+    lambda s: plots.measured_noise_figure(s),
+], ids=["filters", "loss", "selection", "loss_auc", "threshold", "accuracy", "measured_noise"])
+def test_every_study_figure_says_synthetic(study, draw):
+    fig = draw(study)
+    assert isinstance(fig, Figure) and "SYNTHETIC data" in _title(fig)
+    plain = draw(runs.Study(study.dir, study.runs, synthetic=False))
+    assert "SYNTHETIC" not in _title(plain)
+
+
+def test_loss_histograms_split_right_from_wrong_labels(study):
+    fig = plots.loss_histograms(study, [6], methods=["ce"], inits=["random"])
+    ax = fig.axes[0]
+    run = runs.find_run(study, init="random", method="ce", noise_rate=0.8)
+    s = runs.samples(runs.read_run(run["run_dir"]), 6)
+    assert "loss AUC" in ax.get_title()
+    assert ax.get_legend_handles_labels()[1] == [f"right label ({(~s['noisy']).sum()})", f"wrong label ({s['noisy'].sum()})"]
+
+
+def test_threshold_figure_reports_the_metrics_at_the_threshold(study):
+    fig = plots.threshold_figure(study, "dividemix", 6, 0.7, inits=["random"])
+    s = runs.samples(runs.read_run(runs.find_run(study, init="random", method="dividemix", noise_rate=0.8)
+                                   ["run_dir"]), 6)
+    at = runs.threshold_metrics(s, 0.7)
+    assert f"precision {at['precision']:.2f}, recall {at['recall']:.2f}" in fig.axes[0].get_title()
+
+
+def _dataset():
+    images, labels, _, _, names = make_synthetic(num_classes=3, per_class=20, test_per_class=1, image_size=16)
+    return SimpleNamespace(train_images=images, train_labels=labels, class_names=names, num_classes=3,
+                           synthetic=True)
+
+
+def test_noise_figure_shows_model_and_measured_matrices():
+    fig = plots.noise_figure(_dataset(), 0.6, "symmetric", seed=1, per_class=4)
+    assert "SYNTHETIC data" in _title(fig)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert "noise model: symmetric, rate 0.6" in titles
+    assert any(t.startswith("measured: ") and t.endswith("of labels wrong") for t in titles)
+
+
+def test_noise_figure_warns_in_its_title_when_unlearnable():
+    fig = plots.noise_figure(_dataset(), 0.7, "symmetric_exclusive", per_class=2)
+    assert "unlearnable" in _title(fig)
+
+
+def test_samples_figure_shows_each_class():
+    fig = plots.samples_figure(_dataset(), per_class=3)
+    assert [ax.get_ylabel() for ax in fig.axes[::3]] == ["stripes", "checks", "rings"]
+    assert all(ax.images for ax in fig.axes)
