@@ -1,0 +1,169 @@
+"""Interactive analysis for JupyterLab, each explorer with a static counterpart for batch runs.
+
+Every explorer takes `interactive`. True gives a `FigureView`: controls
+(ipywidgets) above a figure that is redrawn whenever a control changes. False
+gives `Figures`, the same figure drawn for a fixed set of choices, so that a
+notebook executed in batch (papermill, where no widget can run) is still a
+complete report. The notebooks pass their `interactive` parameter through.
+"""
+
+from __future__ import annotations
+
+import io
+
+import ipywidgets as W
+from IPython.display import display
+from matplotlib.figure import Figure
+
+from nbstudy.analysis import plots
+from nbstudy.analysis import runs as R
+from nbstudy.errors import NbstudyError
+
+EXPLORER_KINDS = ("symmetric", "symmetric_exclusive", "pairflip")  # the kinds that need no mapping or matrix
+
+
+class Figures(list):
+    """Static figures; a notebook cell ending with one shows each figure in turn."""
+
+    def _ipython_display_(self):
+        for fig in self:
+            display(fig)
+
+
+class FigureView:
+    """Controls above a figure: on every change, `draw(**values of the controls)` makes the figure shown.
+
+    A choice with no data (say a noise rate one init was not trained at)
+    shows the error's one-line message and keeps the previous figure.
+    """
+
+    def __init__(self, draw, controls: dict):
+        self.draw, self.controls = draw, controls
+        self.image = W.Image(format="png", layout=W.Layout(max_width="100%", align_self="flex-start"))  # natural size
+        self.message = W.HTML()
+        boxes = W.HBox(list(controls.values()), layout=W.Layout(flex_flow="row wrap"))
+        self.widget = W.VBox([boxes, self.message, self.image])
+        self.figure: Figure | None = None
+        for control in controls.values():
+            control.observe(lambda _: self.redraw(), names="value")
+        self.redraw()
+
+    def values(self) -> dict:
+        return {name: control.value for name, control in self.controls.items()}
+
+    def redraw(self) -> None:
+        try:
+            fig = self.draw(**self.values())
+        except NbstudyError as e:
+            self.message.value = f"<span style='color: #c00'>{e}</span>"
+            return
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", bbox_inches="tight")  # as the notebook's inline figures are saved
+        self.figure, self.image.value, self.message.value = fig, buf.getvalue(), ""
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+def _dropdown(study: R.Study, column: str, value=None) -> W.Dropdown:
+    options = study.choices(column)
+    return W.Dropdown(options=options, value=options[0] if value is None else value,
+                      description=column.replace("_", " "), style={"description_width": "initial"})
+
+
+def _epoch_slider(study: R.Study, value=None) -> W.SelectionSlider:
+    epochs = R.recorded_epochs(study)
+    return W.SelectionSlider(options=epochs, value=epochs[0] if value is None else value, description="epoch",
+                             continuous_update=False)
+
+
+def _grid(study: R.Study) -> list[tuple]:
+    """Every (noise kind, noise rate) of the study, highest rate first."""
+    return [(kind, rate) for kind in study.choices("noise_kind") for rate in reversed(study.choices("noise_rate"))]
+
+
+def filters_explorer(study: R.Study, interactive: bool = False):
+    """First-layer filters before and after noisy training; choose the noise rate, kind and seed."""
+    if interactive:
+        g = plots.grid_defaults(study)
+        return FigureView(lambda **v: plots.filters_figure(study, **v),
+                          {"noise_rate": _dropdown(study, "noise_rate", g["noise_rate"]),
+                           "noise_kind": _dropdown(study, "noise_kind"), "seed": _dropdown(study, "seed")})
+    return Figures(plots.filters_figure(study, noise_rate=rate, noise_kind=kind) for kind, rate in _grid(study))
+
+
+def loss_explorer(study: R.Study, interactive: bool = False):
+    """Loss histograms of right vs wrong labels. Interactive: every method at the epoch of the slider.
+    Static: each method at a few epochs from first to last, for every noise rate."""
+    if interactive:
+        g = plots.grid_defaults(study)
+        return FigureView(lambda epoch, **v: plots.loss_histograms(study, [epoch], **v),
+                          {"noise_rate": _dropdown(study, "noise_rate", g["noise_rate"]),
+                           "noise_kind": _dropdown(study, "noise_kind"), "seed": _dropdown(study, "seed"),
+                           "epoch": _epoch_slider(study)})
+    epochs = R.key_epochs(study)
+    return Figures(plots.loss_histograms(study, epochs, noise_rate=rate, noise_kind=kind, methods=[method])
+                   for kind, rate in _grid(study) for method in study.choices("method"))
+
+
+def selection_explorer(study: R.Study, interactive: bool = False):
+    """Selection ROC-AUC / precision / recall over epochs by init, and separation by loss, per noise rate."""
+    selection, by_loss = R.selection_curves(study), R.loss_auc_curves(study)
+
+    def draw(noise_rate, noise_kind, view):
+        if view == "selection":
+            return plots.selection_figure(study, selection, noise_rate, noise_kind)
+        return plots.loss_auc_figure(study, by_loss, noise_rate, noise_kind)
+
+    if interactive:
+        g = plots.grid_defaults(study)
+        return FigureView(draw, {"noise_rate": _dropdown(study, "noise_rate", g["noise_rate"]),
+                                 "noise_kind": _dropdown(study, "noise_kind"),
+                                 "view": W.ToggleButtons(options=[("method's selection", "selection"),
+                                                                  ("loss separation", "loss")])})
+    return Figures(draw(rate, kind, view) for kind, rate in _grid(study) for view in ("selection", "loss"))
+
+
+def threshold_explorer(study: R.Study, interactive: bool = False):
+    """Precision and recall of keeping the samples whose clean score passes a threshold. Interactive: one run
+    (init, method, noise, seed), an epoch and a threshold slider. Static: each method at the highest noise rate,
+    last epoch, threshold 0.5, every init."""
+    last = R.recorded_epochs(study)[-1]
+    if interactive:
+        g = plots.grid_defaults(study)
+
+        def draw(init, **v):
+            return plots.threshold_figure(study, inits=[init], **v)
+
+        return FigureView(draw, {"init": _dropdown(study, "init"), "method": _dropdown(study, "method"),
+                                 "noise_rate": _dropdown(study, "noise_rate", g["noise_rate"]),
+                                 "noise_kind": _dropdown(study, "noise_kind"), "seed": _dropdown(study, "seed"),
+                                 "epoch": _epoch_slider(study, last),
+                                 "threshold": W.FloatSlider(value=0.5, min=0, max=1, step=0.01,
+                                                            description="threshold", continuous_update=False)})
+    return Figures(plots.threshold_figure(study, method, last) for method in study.choices("method"))
+
+
+def accuracy_explorer(study: R.Study, interactive: bool = False):
+    """Test metrics against the noise rate. Interactive: choose the metric and noise kind. Static: BEST and LAST."""
+    if interactive:
+        present = [(label, (col,)) for col, label in plots.METRIC_LABELS.items() if col in study.runs]
+        return FigureView(lambda metrics, noise_kind: plots.accuracy_vs_noise(study, metrics, noise_kind),
+                          {"metrics": W.Dropdown(options=[("BEST and LAST", ("best_acc", "last_acc")), *present],
+                                                 description="metric"),
+                           "noise_kind": _dropdown(study, "noise_kind")})
+    return Figures(plots.accuracy_vs_noise(study, noise_kind=kind) for kind in study.choices("noise_kind"))
+
+
+def noise_explorer(dataset, interactive: bool = False, rates=(0.5,), kinds=("symmetric",), seed: int = 0):
+    """The noise model's transition matrix, the measured one and example images with their noisy labels.
+    Interactive: rate and kind sliders. Static: each of `kinds` x `rates` (pass the study's own); kinds that
+    need a mapping or matrix are left to the runs' measured matrices (`plots.measured_noise_figure`)."""
+    kinds = [k for k in kinds if k in EXPLORER_KINDS] or ["symmetric"]
+    if interactive:
+        return FigureView(lambda rate, kind: plots.noise_figure(dataset, rate, kind, seed),
+                          {"rate": W.FloatSlider(value=max(rates), min=0, max=1, step=0.05, description="rate",
+                                                 continuous_update=False),
+                           "kind": W.SelectionSlider(options=EXPLORER_KINDS, value=kinds[0], description="kind",
+                                                     continuous_update=False)})
+    return Figures(plots.noise_figure(dataset, rate, kind, seed) for kind in kinds for rate in rates)

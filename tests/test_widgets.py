@@ -1,0 +1,134 @@
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from analysis_fixtures import make_study
+from matplotlib.figure import Figure
+
+from nbstudy import widgets
+from nbstudy.analysis import runs
+from nbstudy.errors import NbstudyError
+from nbstudy.synthetic import make_synthetic
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    return runs.load_study(make_study(tmp_path_factory.mktemp("widgets"), methods=("ce", "dividemix"), seeds=(0,),
+                                      epochs=4))
+
+
+def _changes(view, control, value):
+    """Set a control; return (figure before, figure after, PNG before, PNG after)."""
+    fig, png = view.figure, view.image.value
+    view.controls[control].value = value
+    return fig, view.figure, png, view.image.value
+
+
+def _titles(fig: Figure) -> list:
+    return [ax.get_title() for ax in fig.axes]
+
+
+def test_figure_view_redraws_on_change_and_keeps_the_figure_on_errors():
+    import ipywidgets as W
+
+    def draw(n):
+        if n < 0:
+            raise NbstudyError("no run with n=-1: choose one of 1, 2")
+        fig = Figure()
+        fig.subplots().plot(range(n))
+        return fig
+
+    view = widgets.FigureView(draw, {"n": W.IntSlider(value=2, min=-1, max=5)})
+    before, after, png0, png1 = _changes(view, "n", 5)
+    assert len(after.axes[0].lines[0].get_xdata()) == 5 and png1 != png0 and bytes(png1).startswith(b"\x89PNG")
+    _, kept, _, png2 = _changes(view, "n", -1)
+    assert kept is after and png2 == png1 and "no run with n=-1" in view.message.value
+    view.controls["n"].value = 3
+    assert view.message.value == ""
+    assert "application/vnd.jupyter.widget-view+json" in view._repr_mimebundle_()
+
+
+def test_loss_explorer_epoch_slider_redraws_the_histograms(study):
+    view = widgets.loss_explorer(study, interactive=True)
+    assert view.controls["epoch"].options == (1, 2, 3, 4) and view.values()["noise_rate"] == 0.8
+    before, after, png0, png1 = _changes(view, "epoch", 4)
+    assert all("ep 1" in t for t in _titles(before) if t) and all("ep 4" in t for t in _titles(after) if t)
+    assert png0 != png1
+    before, after, _, _ = _changes(view, "noise_rate", 0.4)
+    assert "noise 0.4" in after._suptitle.get_text()
+
+
+def test_loss_explorer_static_draws_each_rate_and_method(study):
+    figs = widgets.loss_explorer(study, interactive=False)
+    assert isinstance(figs, widgets.Figures) and len(figs) == 2 * 2
+    assert all(isinstance(f, Figure) for f in figs)
+    assert "ep 1" in figs[0].axes[0].get_title() and "ep 4" in figs[0].axes[-1].get_title()
+
+
+def test_threshold_slider_changes_precision_and_recall(study):
+    view = widgets.threshold_explorer(study, interactive=True)
+    view.controls["method"].value = "dividemix"
+    view.controls["init"].value = "random"
+    s = runs.samples(runs.read_run(runs.find_run(study, init="random", method="dividemix", noise_rate=0.8)
+                                   ["run_dir"]), 4)
+    for threshold in (0.2, 0.9):
+        view.controls["threshold"].value = threshold
+        at = runs.threshold_metrics(s, threshold)
+        assert f"keep score > {threshold:.2f}\nprecision {at['precision']:.2f}, recall {at['recall']:.2f}" \
+            in view.figure.axes[0].get_title()
+    assert runs.threshold_metrics(s, 0.9)["precision"] > runs.threshold_metrics(s, 0.2)["precision"]
+
+
+def test_threshold_static_draws_each_method_at_the_last_epoch(study):
+    figs = widgets.threshold_explorer(study)
+    assert len(figs) == 2 and all("ep 4" in f.axes[0].get_title() for f in figs)
+
+
+def test_filters_and_selection_and_accuracy_explorers_follow_their_controls(study):
+    view = widgets.filters_explorer(study, interactive=True)
+    _, after, png0, png1 = _changes(view, "noise_rate", 0.4)
+    assert "noise 0.4" in after._suptitle.get_text() and png0 != png1
+
+    view = widgets.selection_explorer(study, interactive=True)
+    _, after, _, _ = _changes(view, "view", "loss")
+    assert after.axes[0].get_ylabel().startswith("loss ROC-AUC")
+
+    view = widgets.accuracy_explorer(study, interactive=True)
+    _, after, _, _ = _changes(view, "metrics", ("val_pick_acc",))
+    assert [t.get_text() for t in after.axes[-1].get_legend().get_texts()][-1] == "noisy-val pick"
+
+
+def test_static_counterparts(study):
+    assert len(widgets.filters_explorer(study)) == 2
+    assert len(widgets.selection_explorer(study)) == 2 * 2
+    assert len(widgets.accuracy_explorer(study)) == 1
+
+
+def _dataset():
+    images, labels, _, _, names = make_synthetic(num_classes=3, per_class=12, test_per_class=1, image_size=16)
+    return SimpleNamespace(train_images=images, train_labels=labels, class_names=names, num_classes=3,
+                           synthetic=True)
+
+
+def _heatmap(fig: Figure, title_start: str) -> np.ndarray:
+    ax = next(a for a in fig.axes if a.get_title().startswith(title_start))
+    return ax.collections[0].get_array().reshape(3, 3)
+
+
+def test_noise_explorer_sliders_redraw_matrix_and_labels():
+    view = widgets.noise_explorer(_dataset(), interactive=True, rates=(0.2, 0.6))
+    assert view.values() == {"rate": 0.6, "kind": "symmetric"}
+    assert np.allclose(_heatmap(view.figure, "noise model"), 0.4 * np.eye(3) + 0.2)
+    captions = [ax.get_title() for ax in view.figure.axes if ax.images]
+    _, after, png0, png1 = _changes(view, "rate", 0.0)
+    assert np.allclose(_heatmap(after, "noise model"), np.eye(3)) and png0 != png1
+    assert [ax.get_title() for ax in after.axes if ax.images] != captions
+    _, after, _, _ = _changes(view, "kind", "pairflip")
+    view.controls["rate"].value = 0.3
+    assert np.allclose(_heatmap(view.figure, "noise model"), 0.7 * np.eye(3) + 0.3 * np.roll(np.eye(3), 1, axis=1))
+
+
+def test_noise_explorer_static_draws_the_study_grid_of_known_kinds():
+    figs = widgets.noise_explorer(_dataset(), rates=(0.4, 0.8), kinds=("symmetric", "asymmetric"))
+    assert [f._suptitle.get_text().split(" (")[0] for f in figs] == ["symmetric noise at rate 0.4",
+                                                                      "symmetric noise at rate 0.8"]
