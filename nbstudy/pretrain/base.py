@@ -1,0 +1,48 @@
+"""What every pretext method shares: the interface, input normalisation, and the classification loss.
+
+A method is an `nn.Module` that owns the backbone and its head and has three parts:
+``make_inputs(x, generator)`` turns a batch of images (float in [0, 1]) into network inputs
+(still in [0, 1], so they can be shown) and targets; ``forward(inputs)`` normalises and runs
+backbone + head; ``loss(outputs, targets)`` returns (loss, pretext accuracy). Only the
+backbone is kept after pretraining.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def classification_loss(logits: torch.Tensor, targets: torch.Tensor):
+    """Mean cross-entropy and top-1 accuracy of a pretext classifier."""
+    return F.cross_entropy(logits, targets), (logits.argmax(1) == targets).float().mean()
+
+
+class PretextMethod(nn.Module):
+    """Backbone + head; subclasses define make_inputs, forward and loss (see the module docstring)."""
+
+    name = ""
+    options: tuple = ()   # run parameters this method takes, passed to __init__ by name ("resolution": the data's)
+
+    def __init__(self, backbone: nn.Module, mean, std):
+        super().__init__()
+        self.backbone = backbone
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def metadata(self) -> dict:
+        """Extra facts to save with the backbone (e.g. the jigsaw permutation set)."""
+        return {}
+
+    def examples(self, inputs, targets, n: int) -> list:
+        """Rows of (image HWC in [0, 1], caption) for the notebook's preview of n samples."""
+        raise NotImplementedError
+
+
+def to_hwc(x: torch.Tensor):
+    """(3, H, W) tensor in [0, 1] -> HWC numpy array for matplotlib."""
+    return x.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()

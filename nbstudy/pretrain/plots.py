@@ -1,0 +1,46 @@
+"""Figures for the pretraining notebook: what the network is shown, and how training went."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from nbstudy import augment
+
+
+def show_examples(method, images, n: int = 4, seed: int = 0):
+    """The first n images next to the inputs `method` makes from them (views, rotations, puzzles), with targets."""
+    x = augment.to_float(torch.from_numpy(np.ascontiguousarray(images[:n])).permute(0, 3, 1, 2))
+    x = x.to(method.mean.device)
+    with torch.no_grad():
+        inputs, targets = method.make_inputs(x, torch.Generator(device=x.device).manual_seed(seed))
+    rows = method.examples(inputs, targets, n)
+    cols = 1 + max(len(r) for r in rows)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(2.2 * cols, 2.3 * len(rows)), squeeze=False)
+    for i, row in enumerate(rows):
+        for ax, (img, caption) in zip(axes[i], [(x[i].permute(1, 2, 0).cpu().numpy(), "image")] + row):
+            ax.imshow(img, interpolation="nearest")
+            ax.set_title(caption, fontsize=8)
+        for ax in axes[i]:
+            ax.axis("off")
+    fig.suptitle(f"{method.name}: what the network sees", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_history(metrics: dict):
+    """Loss and pretext accuracy per epoch, and the k-NN probe against its random-init baseline."""
+    h = metrics["history"]
+    epochs = [r["epoch"] for r in h]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.5))
+    ax_loss.plot(epochs, [r["loss"] for r in h], marker=".")
+    ax_loss.set(xlabel="epoch", ylabel="pretext loss", title=f"{metrics['method']} loss")
+    ax_acc.plot(epochs, [r["acc"] for r in h], marker=".", label="pretext accuracy")
+    probed = [(r["epoch"], r["probe_acc"]) for r in h if "probe_acc" in r] + [(metrics["epochs_done"], metrics["probe_acc"])]
+    ax_acc.plot(*zip(*probed), marker="o", label="k-NN probe (test)")
+    ax_acc.axhline(metrics["random_init_probe_acc"], color="grey", ls="--", label="k-NN probe, random init")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1), title="accuracy")
+    ax_acc.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,64 @@
+"""SimCLR (Chen et al. 2020): two random views per image, a projection head, NT-Xent.
+
+As in the study's code: projection 512 -> 512 -> ReLU -> 128, cosine similarity over a
+temperature. Unlike it, the positive-pair labels come from the batch at hand, so a short
+last batch is handled correctly.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nbstudy import augment
+from nbstudy.models import FEATURE_DIM
+from nbstudy.pretrain.base import PretextMethod, to_hwc
+
+
+def contrastive_logits(z0: torch.Tensor, z1: torch.Tensor, temperature: float):
+    """The 2N x 2N cosine-similarity logits (self-similarity masked out) and each row's positive index.
+
+    Rows 0..N-1 are the first views, N..2N-1 the second; the positive of row i is i + N mod 2N.
+    """
+    n = z0.shape[0]
+    z = F.normalize(torch.cat([z0, z1]), dim=1)
+    logits = z @ z.T / temperature
+    self_mask = torch.eye(2 * n, dtype=torch.bool, device=z.device)
+    logits = logits.masked_fill(self_mask, float("-inf"))
+    targets = torch.arange(2 * n, device=z.device).roll(n)
+    return logits, targets
+
+
+def nt_xent(z0: torch.Tensor, z1: torch.Tensor, temperature: float) -> torch.Tensor:
+    """NT-Xent / InfoNCE: mean over all 2N views of -log softmax of the positive among the other 2N - 1."""
+    return F.cross_entropy(*contrastive_logits(z0, z1, temperature))
+
+
+class SimCLR(PretextMethod):
+    name = "simclr"
+    options = ("resolution", "temperature", "views", "view_options")
+
+    def __init__(self, backbone, mean, std, resolution: int, temperature: float = 0.2, views: str = "auto",
+                 view_options: dict | None = None):
+        super().__init__(backbone, mean, std)
+        self.temperature = float(temperature)
+        self.profile = augment.view_profile(views, resolution, **(view_options or {}))
+        self.head = nn.Sequential(nn.Linear(FEATURE_DIM, 512), nn.ReLU(inplace=True), nn.Linear(512, 128))
+
+    def make_inputs(self, x, generator=None):
+        """Both views of every image, stacked: (2B, 3, H, W); no targets (the pairing is positional)."""
+        return torch.cat([augment.simclr_view(x, self.profile, generator),
+                          augment.simclr_view(x, self.profile, generator)]), None
+
+    def forward(self, inputs):
+        return self.head(self.backbone(self.normalize(inputs)))
+
+    def loss(self, outputs, targets=None):
+        """NT-Xent and the fraction of views whose nearest other view is their positive."""
+        logits, positive = contrastive_logits(*outputs.float().chunk(2), self.temperature)
+        return F.cross_entropy(logits, positive), (logits.argmax(1) == positive).float().mean()
+
+    def examples(self, inputs, targets, n):
+        b = inputs.shape[0] // 2
+        return [[(to_hwc(inputs[i]), "view 1"), (to_hwc(inputs[b + i]), "view 2")] for i in range(min(n, b))]
