@@ -3,11 +3,13 @@
 A study file names a dataset, the pretraining runs and the grid of noisy-label
 training runs (docs/studies.md lists every key). Everything a user can get
 wrong in it is caught here, before any notebook runs: unknown keys, misspelt
-method names, empty grids, noise rates outside [0, 1].
+method names, values of the wrong type, empty grids, noise rates outside
+[0, 1], a dataset path that does not exist.
 
 A run's folder name is a readable prefix plus a short hash of the run's
-parameters as the study file states them (not the device, not where outputs
-go), so running a study again finds the runs it already did.
+parameters as the study file states them (not the device, how often it saves
+its state, or where outputs go), so running a study again finds the runs it
+already did.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ import csv
 import difflib
 import hashlib
 import importlib
+import inspect
 import io
 import itertools
 import json
+import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,20 +36,53 @@ from nbstudy.noise import KINDS as NOISE_KINDS
 
 REQUIRED = object()
 
-TOP = {"name": REQUIRED, "device": "auto", "dataset": REQUIRED, "pretrain": None, "train": REQUIRED, "analysis": []}
+TOP = {"name": REQUIRED, "device": "auto", "dataset": REQUIRED, "pretrain": None, "train": REQUIRED, "analysis": [],
+       "resources": {}}
 DATASET = {"name": REQUIRED, "data_path": None, "options": {}, "resolution": REQUIRED, "stem": "auto"}
 PRETRAIN_HPARAMS = {"epochs": REQUIRED, "batch_size": 256, "lr": 1e-3, "weight_decay": 1e-4, "optimizer": "adam",
                     "temperature": 0.07, "probe_every": 0, "seed": 0}
 TRAIN_GRID = {"inits": None, "methods": REQUIRED, "noise_kinds": ["symmetric"], "noise_rates": REQUIRED, "seeds": [0]}
 TRAIN_HPARAMS = {"epochs": REQUIRED, "batch_size": 128, "lr": None, "val_fraction": 0.1, "record_every": 1,
-                 "checkpoint_every": 0}
+                 "checkpoint_every": 1}
+RUN_ONLY = ("checkpoint_every",)  # how often a run saves its state, not what it computes: not part of its name
+RESOURCES = ("num_cpus", "num_gpus", "memory")  # what a stage's runs ask Ray for (--executor ray)
+STAGES = ("pretrain", "train", "analysis")
+NEEDS_DATA_PATH = ("nct_crc_he", "covid_qu_ex", "image_folder")  # medmnist can download into a new folder
+
+
+def _whole(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# What each setting must be, wherever it appears: (test, what to give instead).
+VALUES = {
+    "epochs": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
+    "batch_size": (lambda v: _whole(v) and v >= 2, "a whole number >= 2"),
+    "lr": (lambda v: v is None or _number(v) and v > 0, "a number > 0, or null"),
+    "weight_decay": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "optimizer": (lambda v: isinstance(v, str), "a name such as adam"),
+    "temperature": (lambda v: _number(v) and v > 0, "a number > 0"),
+    "probe_every": (lambda v: _whole(v) and v >= 0, "a whole number >= 0"),
+    "seed": (_whole, "a whole number"),
+    "val_fraction": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "record_every": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
+    "checkpoint_every": (lambda v: _whole(v) and v >= 0, "a whole number >= 0 (0: no checkpoints)"),
+    "options": (lambda v: isinstance(v, dict), "a mapping such as {key: value}"),
+    "data_path": (lambda v: v is None or isinstance(v, str), "a path, or null"),
+    "resolution": (lambda v: _whole(v) and v >= 1, "a whole number of pixels"),
+    "stem": (lambda v: v in ("auto", "imagenet", "small"), "auto, imagenet or small"),
+    "device": (lambda v: isinstance(v, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", v), "auto, cpu, cuda or cuda:N"),
+    "num_cpus": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "num_gpus": (lambda v: _number(v) and v >= 0 and (v <= 1 or v == int(v)),
+                 "a number >= 0, a whole one above 1 (Ray shares a GPU only as fractions of one)"),
+    "memory": (lambda v: _number(v) and v > 0, "a number of bytes > 0, such as 8.0e+9"),
+}
 
 STAGE_NOTEBOOKS = {"pretrain": "01_pretrain.ipynb", "train": "02_train_noisy.ipynb"}
-
-# TEMPORARY, until nbstudy.pretrain and nbstudy.lnl land: then their METHODS are the only source of names.
-_FALLBACK_METHODS = {"nbstudy.pretrain": ("simclr", "rotation", "jigsaw", "jigmag"),
-                     "nbstudy.lnl": ("ce", "coteaching", "dividemix")}
-
 
 @dataclass(frozen=True)
 class Run:
@@ -86,7 +124,7 @@ def check_study(raw, where: str = "study") -> dict:
     study["name"] = str(study["name"])
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", study["name"]):
         raise NbstudyError(f"{where}: name {study['name']!r} cannot be a folder name: use letters, digits, '-', '_', '.'")
-    study["dataset"] = _fill(study["dataset"], DATASET, f"{where}: dataset")
+    study["dataset"] = _check_dataset(study["dataset"], f"{where}: dataset")
     pretrain = {}
     if study["pretrain"] is not None:
         stage = _fill(study["pretrain"], {"methods": REQUIRED, **PRETRAIN_HPARAMS}, f"{where}: pretrain")
@@ -94,7 +132,42 @@ def check_study(raw, where: str = "study") -> dict:
     study["pretrain"] = {"methods": pretrain}
     study["train"] = _check_train(study["train"], list(pretrain), f"{where}: train")
     study["analysis"] = _as_list(study["analysis"], f"{where}: analysis", allow_empty=True)
+    study["resources"] = _resources(study["resources"], f"{where}: resources")
     return study
+
+
+def _check_dataset(section, where) -> dict:
+    """The dataset section; its name and options are the data layer's (nbstudy.data.DATASETS)."""
+    from nbstudy.data import DATASETS
+
+    ds = _fill(section, DATASET, where)
+    check_name(ds["name"], list(DATASETS), where, "dataset")
+    loader = inspect.signature(DATASETS[ds["name"]]).parameters.values()
+    accepted = [p.name for p in loader if p.kind == p.KEYWORD_ONLY]
+    for option in ds["options"]:
+        check_name(option, accepted, f"{where}: options", f"{ds['name']} option")
+    return ds
+
+
+def check_data_path(study: dict) -> None:
+    """The dataset's files must be there before any run starts; relative paths are from the current folder."""
+    ds = study["dataset"]
+    if ds["data_path"] is None:
+        if ds["name"] in NEEDS_DATA_PATH:
+            raise NbstudyError(f"dataset: {ds['name']} needs data_path, the folder holding its images: add data_path"
+                               " to the study file's dataset section")
+        return
+    path = Path(ds["data_path"]).expanduser().resolve()
+    if not path.exists() and (ds["name"] != "medmnist" or path.suffix == ".npz"):
+        raise NbstudyError(f"dataset: data_path {path} does not exist: fix data_path in the study file (a relative"
+                           " path is taken from the folder nbstudy runs in)")
+
+
+def _resources(section, where) -> dict:
+    """{stage: what each of its runs asks Ray for}; nothing given is Ray's default, one CPU."""
+    given = _keys(section, STAGES, where)
+    return {stage: _check_values(_keys(given.get(stage), RESOURCES, f"{where}: {stage}"), f"{where}: {stage}")
+            for stage in STAGES}
 
 
 def _check_train(section, pretrained, where):
@@ -111,7 +184,9 @@ def _check_train(section, pretrained, where):
         check_name(kind, NOISE_KINDS, f"{where}: noise_kinds", "noise kind")
     t["noise_rates"] = _as_list(t["noise_rates"], f"{where}: noise_rates")
     for rate in t["noise_rates"]:
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
+        if not _number(rate):
+            raise NbstudyError(f"{where}: noise rate {rate!r} is not a number: give fractions such as [0.2, 0.6]")
+        if not 0.0 <= rate <= 1.0:
             raise NbstudyError(f"{where}: noise rate {rate!r} is outside [0, 1]: give fractions such as 0.6")
     t["noise_rates"] = [float(r) for r in t["noise_rates"]]
     t["seeds"] = _as_list(t["seeds"], f"{where}: seeds")
@@ -138,18 +213,16 @@ def _methods(stage, registry, hparams, where) -> dict:
     for name, overrides in methods.items():
         check_name(name, known, f"{where}: methods", "method")
         out[name] = _fill(overrides, defaults, f"{where}: methods: {name}")
+        options = getattr(known[name], "options", None)  # a training method's own hyperparameters
+        if isinstance(options, dict):
+            for option in out[name].get("options", {}):
+                check_name(option, list(options), f"{where}: methods: {name}: options", "option")
     return out
 
 
-def _registry(module: str) -> tuple:
-    """Method names from the stage's registry (`METHODS` of nbstudy.pretrain or nbstudy.lnl)."""
-    try:
-        methods = getattr(importlib.import_module(module), "METHODS", None)
-    except ModuleNotFoundError as e:
-        if e.name != module:
-            raise
-        methods = None
-    return _FALLBACK_METHODS[module] if methods is None else tuple(methods)
+def _registry(module: str) -> dict:
+    """{method name: method}: the stage's registry, `METHODS` of nbstudy.pretrain or nbstudy.lnl."""
+    return dict(importlib.import_module(module).METHODS)
 
 
 def _keys(section, allowed, where) -> dict:
@@ -169,7 +242,16 @@ def _fill(section, schema, where) -> dict:
     for key, value in filled.items():
         if value is REQUIRED:
             raise NbstudyError(f"{where}: {key} is missing: add it to the study file (see docs/studies.md)")
-    return filled
+    return _check_values(filled, where)
+
+
+def _check_values(section: dict, where) -> dict:
+    """Every value of a known kind (VALUES) is of that kind."""
+    for key, value in section.items():
+        test, what = VALUES.get(key, (None, None))
+        if test and not test(value):
+            raise NbstudyError(f"{where}: {key} must be {what}, not {value!r}: fix it in the study file")
+    return section
 
 
 def check_name(name, known, where, what) -> None:
@@ -223,7 +305,8 @@ def expand(study: dict, study_dir, notebooks) -> list[Run]:
 
 
 def _run(stage, prefix, grid, given, study_dir, notebooks, needs=None) -> Run:
-    digest = hashlib.sha1(json.dumps(grid, sort_keys=True).encode()).hexdigest()[:8]
+    named = {k: v for k, v in grid.items() if k not in RUN_ONLY}
+    digest = hashlib.sha1(json.dumps(named, sort_keys=True).encode()).hexdigest()[:8]
     name = f"{stage}/{prefix}-{digest}"
     folder = study_dir / name
     params = {k: v for k, v in grid.items() if k != "init_run"}
@@ -279,5 +362,13 @@ def write_results(study_dir, runs: list[Run], statuses: dict) -> Path:
 
 
 def write_text(path, text: str) -> Path:
-    """Write a text file atomically: readers see the old or the new file, never half of one."""
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    """Write a text file atomically: readers see the old or the new file, never half of one.
+
+    Readable by all (0644), as a file written in place would usually be: the
+    temporary file it replaces is its owner's only.
+    """
+    def write(tmp):
+        Path(tmp).write_text(text)
+        os.chmod(tmp, 0o644)
+
+    return atomic_write(path, write)

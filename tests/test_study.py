@@ -49,6 +49,7 @@ def test_demo_covers_every_init_and_method_and_a_high_noise_rate():
 def test_defaults_are_filled_and_inits_default_to_random_plus_every_pretraining():
     study = check_study(base())
     assert study["device"] == "auto" and study["analysis"] == []
+    assert study["resources"] == {"pretrain": {}, "train": {}, "analysis": {}}
     assert study["dataset"] == {"name": "synthetic", "data_path": None, "options": {}, "resolution": 32, "stem": "auto"}
     assert study["pretrain"]["methods"]["simclr"] == {"epochs": 2, "batch_size": 256, "lr": 1e-3, "weight_decay": 1e-4,
                                                        "optimizer": "adam", "temperature": 0.07, "probe_every": 0,
@@ -56,7 +57,7 @@ def test_defaults_are_filled_and_inits_default_to_random_plus_every_pretraining(
     assert study["train"]["inits"] == ["random", "simclr", "rotation"]
     assert study["train"]["noise_kinds"] == ["symmetric"] and study["train"]["seeds"] == [0]
     assert study["train"]["methods"]["ce"] == {"epochs": 3, "batch_size": 128, "lr": None, "val_fraction": 0.1,
-                                               "record_every": 1, "checkpoint_every": 0, "options": {}}
+                                               "record_every": 1, "checkpoint_every": 1, "options": {}}
 
 
 def test_per_method_settings_override_the_stage_values():
@@ -69,6 +70,21 @@ def test_per_method_settings_override_the_stage_values():
     assert study["train"]["methods"]["dividemix"]["lr"] == 0.02
     assert study["train"]["methods"]["dividemix"]["options"] == {"warmup_epochs": 2}
     assert study["train"]["methods"]["ce"]["lr"] is None
+
+
+def test_a_single_grid_value_counts_as_a_list_of_one():
+    study = base()
+    study["train"].update(noise_rates=0.5, seeds=3, noise_kinds="pairflip", methods="ce")
+    t = check_study(study)["train"]
+    assert t["noise_rates"] == [0.5] and t["seeds"] == [3] and t["noise_kinds"] == ["pairflip"]
+    assert list(t["methods"]) == ["ce"]
+
+
+def test_resources_are_read_per_stage():
+    study = base()
+    study["resources"] = {"pretrain": {"num_gpus": 1, "num_cpus": 4}, "train": {"num_gpus": 0.25, "memory": 4.0e+9}}
+    assert check_study(study)["resources"] == {"pretrain": {"num_gpus": 1, "num_cpus": 4},
+                                               "train": {"num_gpus": 0.25, "memory": 4.0e+9}, "analysis": {}}
 
 
 def test_exponent_numbers_are_numbers(tmp_path):
@@ -100,6 +116,25 @@ def test_exponent_numbers_are_numbers(tmp_path):
     (lambda s: s["dataset"].pop("resolution"), "dataset: resolution is missing"),
     (lambda s: s.update(name="a/b"), "name 'a/b' cannot be a folder name"),
     (lambda s: s.update(train=[1]), "train must be a mapping"),
+    (lambda s: s["train"].update(epochs="ten"), "train: epochs must be a whole number >= 1, not 'ten'"),
+    (lambda s: s["pretrain"].update(lr="fast"), "pretrain: lr must be a number > 0, or null, not 'fast'"),
+    (lambda s: s["train"].update(methods={"ce": {"batch_size": 0}}), "methods: ce: batch_size must be a whole number"),
+    (lambda s: s["train"].update(val_fraction=1.5), "train: val_fraction must be a number in [0, 1), not 1.5"),
+    (lambda s: s["train"].update(seeds="0"), "seed '0' is not an integer"),
+    (lambda s: s["train"].update(noise_rates=["0.5"]), "noise rate '0.5' is not a number"),
+    (lambda s: s["train"].update(methods={"dividemix": {"options": {"warmup": 2}}}),
+     "methods: dividemix: options: unknown option 'warmup'"),
+    (lambda s: s["train"].update(methods={"ce": {"options": [1]}}), "methods: ce: options must be a mapping"),
+    (lambda s: s["dataset"].update(resolution="32"), "dataset: resolution must be a whole number of pixels, not '32'"),
+    (lambda s: s["dataset"].update(stem="tiny"), "dataset: stem must be auto, imagenet or small, not 'tiny'"),
+    (lambda s: s["dataset"].update(name="nct_crc"), "dataset: unknown dataset 'nct_crc' (did you mean 'nct_crc_he'?)"),
+    (lambda s: s["dataset"].update(options={"per_clas": 3}), "dataset: options: unknown synthetic option 'per_clas' (did you mean 'per_class'?)"),
+    (lambda s: s.update(device="gpu"), "device must be auto, cpu, cuda or cuda:N, not 'gpu'"),
+    (lambda s: s.update(resources={"training": {}}), "resources: unknown key 'training' (did you mean 'train'?)"),
+    (lambda s: s.update(resources={"train": {"gpus": 1}}), "resources: train: unknown key 'gpus' (did you mean"),
+    (lambda s: s.update(resources={"train": {"num_gpus": 1.5}}), "resources: train: num_gpus must be a number >= 0,"
+                                                                 " a whole one above 1"),
+    (lambda s: s.update(resources={"train": {"num_cpus": "2"}}), "resources: train: num_cpus must be a number >= 0"),
 ])
 def test_mistakes_are_one_line_errors_that_name_the_fix(change, message):
     study = base()
@@ -145,6 +180,10 @@ def test_run_names_follow_the_parameters_not_the_device_or_output_folder(tmp_pat
     moved = base()
     moved["device"] = "cpu"
     assert names(moved) == first
+    resources = base()
+    resources["resources"] = {"train": {"num_gpus": 0.5}}
+    resources["train"]["checkpoint_every"] = 5  # how often a run saves its state, not what it computes
+    assert names(resources) == first
     longer = base()
     longer["pretrain"]["methods"] = {"simclr": {"epochs": 9}, "rotation": None}
     changed = names(longer)
@@ -210,3 +249,4 @@ def test_results_table_has_a_row_per_training_run_with_grid_and_metrics(tmp_path
     assert rows[1]["status"] == "failed" and rows[1]["best_acc"] == ""
     assert rows[2]["status"] == "skipped"
     assert not list(tmp_path.glob("t/.results.csv*"))  # no temporary file left behind
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by all, like a file written in place
