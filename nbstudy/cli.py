@@ -1,4 +1,4 @@
-"""The `nbstudy` command. `nbstudy study PARAMS.yaml` runs a whole study (docs/studies.md).
+"""The `nbstudy` command. `nbstudy study PARAMS.yaml` runs a whole study (docs/studies.md, docs/ray.md).
 
 A user error prints one line, `nbstudy: error: ...`, and exits with 2; a study
 with failed runs exits with 1.
@@ -7,9 +7,7 @@ with failed runs exits with 1.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from nbstudy.errors import NbstudyError
@@ -36,7 +34,14 @@ def _parser() -> argparse.ArgumentParser:
                                 description="Run the study a YAML file describes; finished runs are skipped.")
     study.add_argument("params", metavar="PARAMS.yaml", help="the study file, e.g. parameters/demo.yaml")
     study.add_argument("--out", default="outputs", help="where the study's folder goes (default: outputs)")
-    study.add_argument("--jobs", type=_positive, default=1, help="runs executed at once (default: 1)")
+    study.add_argument("--jobs", type=_positive, default=1,
+                       help="local executor: runs executed at once on this machine (default: 1)")
+    study.add_argument("--executor", choices=("local", "ray"), default="local",
+                       help="local: this machine (default); ray: a Ray cluster, each run a task (docs/ray.md)")
+    study.add_argument("--address", help="ray executor: the cluster's head, e.g. 10.0.0.1:6379 (default: $RAY_ADDRESS,"
+                                         " else start a Ray on this machine)")
+    study.add_argument("--retries", type=_count,
+                       help="ray executor: times a run lost with its worker or node is started again (default: 2)")
     study.add_argument("--dry-run", action="store_true", help="list the runs and whether they are done; run nothing")
     study.add_argument("--notebooks", type=Path, default=NOTEBOOKS,
                        help=f"folder of the stage and analysis notebooks (default: {NOTEBOOKS})")
@@ -50,13 +55,22 @@ def _positive(text: str) -> int:
     return int(text)
 
 
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
+    return int(text)
+
+
 def _study(args) -> int:
     from nbstudy.execute import is_finished, stop_kernels
-    from nbstudy.runner import plan, run_study
+    from nbstudy.runner import check_writable, plan, run_study
     from nbstudy.study import load_study
 
+    _check_executor_options(args)
     study = load_study(args.params)
     study_dir, runs, analysis = plan(study, args.out, args.notebooks)
+    if not args.dry_run:
+        check_writable(study_dir)
     todo = {run.name for run in runs if not is_finished(run)}
     print(f"study {study['name']}: {len(runs)} runs, {len(todo)} to do, then {len(analysis)} analysis notebooks"
           f" -> {study_dir}")
@@ -66,9 +80,9 @@ def _study(args) -> int:
         for entry, notebook in analysis.items():
             print(f"  last  analysis/{entry}  ({notebook.name})")
         return 0
-    executor = local_executor(args.jobs)
+    executor = _executor(args, study["resources"], {run.stage for run in runs} | ({"analysis"} if analysis else set()))
     try:
-        all_runs, outcome = run_study(study_dir, runs, analysis, executor)
+        all_runs, outcome, errors = run_study(study_dir, runs, analysis, executor)
     except KeyboardInterrupt:  # start nothing more, stop what runs
         executor.shutdown(wait=False, cancel_futures=True)
         stop_kernels()
@@ -79,20 +93,29 @@ def _study(args) -> int:
     for run in all_runs:
         if run.stage == "analysis" and outcome[run.name] == "finished":
             print(f"analysis notebook: {run.folder / run.notebook.name}")
-    bad = [name for name, status in outcome.items() if status != "finished"]
-    if bad:
-        print(f"nbstudy: {len(bad)} of {len(outcome)} runs failed or were skipped (see above): rerun the same command"
+    if errors:
+        for name, error in errors.items():
+            print(f"  {outcome[name]} {name}: {error}", file=sys.stderr)
+        print(f"nbstudy: {len(errors)} of {len(outcome)} runs failed or were skipped (above): rerun the same command"
               " after fixing them; finished runs are kept", file=sys.stderr)
         return 1
     return 0
 
 
-def local_executor(jobs: int) -> ThreadPoolExecutor:
-    """Threads on this machine: each run is its own kernel process, so threads only wait on them.
+def _check_executor_options(args) -> None:
+    """One executor's option given to the other is a mistake worth a word, not an option silently ignored."""
+    for option, value in (("--address", args.address), ("--retries", args.retries)):
+        if args.executor == "local" and value is not None:
+            raise NbstudyError(f"{option} is for the Ray executor: add --executor ray, or drop {option}")
+    if args.executor == "ray" and args.jobs != 1:
+        raise NbstudyError("--jobs is for the local executor; Ray runs as many at once as the cluster's resources"
+                           " allow: drop --jobs, and set resources in the study file (docs/ray.md)")
 
-    With several jobs, each kernel gets an equal share of the CPU cores
-    (OMP_NUM_THREADS, unless set), so parallel runs do not fight over them.
-    """
-    if jobs > 1:
-        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
-    return ThreadPoolExecutor(max_workers=jobs)
+
+def _executor(args, resources: dict, stages: set):
+    """The executor the options ask for; Ray's asks for the resources of the stages this study runs."""
+    from nbstudy.executors import RayExecutor, local_executor
+
+    if args.executor == "local":
+        return local_executor(args.jobs)
+    return RayExecutor({stage: resources[stage] for stage in stages}, address=args.address, retries=args.retries)

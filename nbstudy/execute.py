@@ -1,9 +1,11 @@
 """Execute one run's notebook with papermill, and record whether it finished.
 
 A run counts as finished only when `<folder>/status.json` says so and carries
-the run's key; the file is written atomically after the notebook completed and
-left the files its stage promises. A failed run records the error and the path
-of its executed notebook, which shows the failing cell.
+the run's key; the file is written atomically when the run starts ("running")
+and again when the notebook completed and left the files its stage promises.
+So a run killed at any moment, even one redone after it had finished, is never
+taken for finished. A failed run records its error as one line and the path of
+its executed notebook, which shows the failing cell.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import functools
 import json
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -54,9 +57,11 @@ def check_parameters(run: Run) -> None:
 
 
 def status(run: Run) -> dict | None:
-    """The run's recorded status, or None when it never ended."""
-    path = run.folder / "status.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    """The run's recorded status, or None when it has none it can show (a power cut can leave an empty file)."""
+    try:
+        return json.loads((run.folder / "status.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
 
 
 def is_finished(run: Run) -> bool:
@@ -69,18 +74,21 @@ def is_finished(run: Run) -> bool:
 def execute(run: Run) -> dict:
     """Run the notebook into the run's folder; return the status written to status.json."""
     run.folder.mkdir(parents=True, exist_ok=True)
-    write_text(run.folder / "params.yaml", yaml.safe_dump(run.params, sort_keys=False))
     executed = run.folder / run.notebook.name
     start = time.time()
+    write_text(run.folder / "status.json", json.dumps({"status": "running", "key": run.key, "error": None,
+                                                       "notebook": str(executed), "host": socket.gethostname(),
+                                                       "started": start}, indent=1))
+    write_text(run.folder / "params.yaml", yaml.safe_dump(run.params, sort_keys=False))
     error = None
     try:
         papermill.execute_notebook(str(run.notebook), str(executed), parameters=run.params, kernel_name=KERNEL,
                                    progress_bar=False, extra_arguments=QUIET_KERNEL,
                                    kernel_manager_class=_TrackedKernelManager)
     except papermill.PapermillExecutionError as e:
-        error = f"{e.ename}: {e.evalue}"
+        error = one_line(e.ename, e.evalue)
     except Exception as e:  # the kernel died, would not start, ...: the run failed, the study goes on
-        error = f"{type(e).__name__}: {e}"
+        error = one_line(type(e).__name__, str(e))
     missing = [f for f in STAGE_OUTPUTS[run.stage] if not (run.folder / f).is_file()]
     if error is None and missing:
         error = f"the notebook finished without writing {', '.join(missing)}"
@@ -88,6 +96,12 @@ def execute(run: Run) -> dict:
               "notebook": str(executed), "seconds": round(time.time() - start, 1)}
     write_text(run.folder / "status.json", json.dumps(result, indent=1))
     return result
+
+
+def one_line(name: str, message: str) -> str:
+    """An error for the study's summary: a user error's own message, else its type and first line."""
+    first = next((line.strip() for line in str(message).splitlines() if line.strip()), "")
+    return first if name == NbstudyError.__name__ else f"{name}: {first}".rstrip(": ")
 
 
 def stop_kernels() -> None:

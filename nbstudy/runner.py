@@ -1,14 +1,16 @@
 """Run a study: its pretraining and training runs, then its results table, then its analysis notebooks.
 
-Runs are handed to an *executor*: anything with concurrent.futures' `submit`
-(a thread pool runs them locally, one papermill kernel per run). A run starts
-once the run it needs has finished; runs already finished are skipped; a
-failed run is reported and the others go on.
+Runs are handed to an *executor* as `submit(execute, run)`, which returns a
+concurrent.futures Future: a thread pool runs them on this machine, one
+papermill kernel per run; nbstudy.executors.RayExecutor runs them as Ray tasks.
+A run starts once the run it needs has finished; runs already finished are
+skipped; a failed run is reported and the others go on.
 """
 
 from __future__ import annotations
 
 import sys
+import tempfile
 from concurrent.futures import FIRST_COMPLETED, Executor, wait
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from tqdm.auto import tqdm
 
 from nbstudy import study as studies
 from nbstudy.errors import NbstudyError
-from nbstudy.execute import check_parameters, execute, is_finished
+from nbstudy.execute import check_parameters, execute, is_finished, one_line
 
 
 def plan(study: dict, out, notebooks) -> tuple[Path, list, dict]:
@@ -25,6 +27,7 @@ def plan(study: dict, out, notebooks) -> tuple[Path, list, dict]:
     if not Path(notebooks).is_dir():
         raise NbstudyError(f"notebooks folder {notebooks} does not exist: pass --notebooks DIR, the folder holding"
                            f" {', '.join(studies.STAGE_NOTEBOOKS.values())}")
+    studies.check_data_path(study)
     runs = studies.expand(study, study_dir, notebooks)
     analysis = studies.analysis_notebooks(study, notebooks)
     for run in runs + studies.analysis_runs(analysis, study_dir):
@@ -32,47 +35,74 @@ def plan(study: dict, out, notebooks) -> tuple[Path, list, dict]:
     return study_dir, runs, analysis
 
 
-def run_study(study_dir: Path, runs: list, analysis: dict, executor: Executor) -> tuple[list, dict]:
-    """Do what is missing of a planned study; return (all its runs, {run name: finished | failed | skipped})."""
+def check_writable(study_dir: Path) -> None:
+    """Find out now, not when the first run ends, that the study folder cannot be written."""
+    try:
+        study_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=study_dir):
+            pass
+    except OSError as e:
+        raise NbstudyError(f"output folder {study_dir} is not writable ({e.strerror}): pass --out DIR, a folder you"
+                           " can write to") from None
+
+
+def run_study(study_dir: Path, runs: list, analysis: dict, executor: Executor) -> tuple[list, dict, dict]:
+    """Do what is missing of a planned study.
+
+    Returns (all its runs, {run name: finished | failed | skipped}, {run name:
+    its one-line error} for the runs that did not finish).
+    """
     name = study_dir.name
-    outcome = run_all(runs, executor, f"{name}: runs")
+    outcome, errors = run_all(runs, executor, f"{name}: runs")
     studies.write_results(study_dir, runs, outcome)
     analysis_runs = studies.analysis_runs(analysis, study_dir)
     if analysis_runs:
-        outcome.update(run_all(analysis_runs, executor, f"{name}: analysis"))
-    return runs + analysis_runs, outcome
+        more, more_errors = run_all(analysis_runs, executor, f"{name}: analysis")
+        outcome.update(more)
+        errors.update(more_errors)
+    return runs + analysis_runs, outcome, errors
 
 
-def run_all(runs: list, executor: Executor, desc: str) -> dict:
+def run_all(runs: list, executor: Executor, desc: str) -> tuple[dict, dict]:
     """Execute the runs not finished yet, each once the run it needs has finished.
 
-    Returns {run name: "finished" | "failed" | "skipped"}; skipped means the run
-    it needs failed.
+    Returns ({run name: "finished" | "failed" | "skipped"}, {run name: error});
+    skipped means the run it needs failed.
     """
-    outcome, running, pending = {}, {}, list(runs)
+    outcome, errors, running, pending = {}, {}, {}, list(runs)
     with tqdm(total=len(runs), desc=desc, unit="run") as bar:
         while pending or running:
             for run in [r for r in pending if r.needs is None or r.needs in outcome]:
                 pending.remove(run)
                 if run.needs and outcome[run.needs] != "finished":
-                    outcome[run.name] = "skipped"
-                    bar.write(f"skipped {run.name}: the run it needs failed ({run.needs})", file=sys.stderr)
+                    outcome[run.name], errors[run.name] = "skipped", f"the run it needs failed ({run.needs})"
+                    bar.write(f"skipped {run.name}: {errors[run.name]}", file=sys.stderr)
                     bar.update()
                 elif is_finished(run):
                     outcome[run.name] = "finished"
                     bar.update()
                 else:
-                    running[executor.submit(_execute, run, bar)] = run
+                    running[executor.submit(execute, run)] = run
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
-                run, result = running.pop(future), future.result()
-                outcome[run.name] = result["status"]
-                if result["status"] == "failed":
-                    bar.write(f"FAILED {run.name}: {result['error']}\n  see {result['notebook']}", file=sys.stderr)
+                run = running.pop(future)
+                outcome[run.name], error = _report(run, future, bar)
+                if error:
+                    errors[run.name] = error
                 bar.update()
-    return outcome
+    return outcome, errors
 
 
-def _execute(run, bar):
-    bar.set_postfix_str(run.name, refresh=True)
-    return execute(run)
+def _report(run, future, bar) -> tuple[str, str | None]:
+    """Print how the run ended, as it ends; return (its status, its error)."""
+    try:
+        result = future.result()
+    except Exception as e:  # not the notebook's failure but the executor's: a Ray worker lost too often, ...
+        error = one_line(type(e).__name__, str(e))
+        bar.write(f"FAILED {run.name}: {error}\n  (no result came back; the run is redone next time)", file=sys.stderr)
+        return "failed", error
+    if result["status"] == "failed":
+        bar.write(f"FAILED {run.name}: {result['error']}\n  see {result['notebook']}", file=sys.stderr)
+    else:
+        bar.write(f"finished {run.name} ({result['seconds']:g} s)", file=sys.stderr)
+    return result["status"], result["error"]

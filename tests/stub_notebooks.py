@@ -2,8 +2,8 @@
 
 Each stub appends a line to an execution log (so tests can count what ran),
 checks that the paths it gets are absolute and writes the files its stage
-promises. A pretraining stub fails on purpose for the methods listed in
-dataset_options["fail"].
+promises. A pretraining stub fails on purpose for the methods given as
+`fail`; a test can also give stage notebook bodies of its own.
 """
 
 import nbformat
@@ -14,13 +14,13 @@ PRETRAIN = dict(dataset="synthetic", data_path=None, dataset_options={}, resolut
                 probe_every=0, seed=0, device="auto", output_dir="")
 TRAIN = dict(dataset="synthetic", data_path=None, dataset_options={}, resolution=32, stem="auto", method="ce",
              method_options={}, noise_kind="symmetric", noise_rate=0.0, init="random", epochs=1, batch_size=128,
-             lr=None, seed=0, val_fraction=0.1, record_every=1, checkpoint_every=0, device="auto", output_dir="")
+             lr=None, seed=0, val_fraction=0.1, record_every=1, checkpoint_every=1, device="auto", output_dir="")
 
 PRETRAIN_BODY = """
 out = pathlib.Path(output_dir)
 assert out.is_absolute(), output_dir
 log(f"pretrain {method}")
-if method in dataset_options.get("fail", []):
+if method in FAIL:
     raise RuntimeError(f"stub failure for {method}")
 (out / "backbone.pt").write_text(method)
 (out / "pretrain_metrics.json").write_text(json.dumps({"loss": [1.0]}))
@@ -45,18 +45,19 @@ log(f"analysis {len(rows)} rows")
 """
 
 
-def write_stubs(folder, log_path, pretrain=PRETRAIN, analysis=("10_summary",)):
+def write_stubs(folder, log_path, pretrain=PRETRAIN, analysis=("10_summary",), fail=(), train_body=TRAIN_BODY,
+                pretrain_body=PRETRAIN_BODY):
     """Write stub 01_pretrain / 02_train_noisy / analysis notebooks into `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
-    _write(folder / "01_pretrain.ipynb", pretrain, PRETRAIN_BODY, log_path)
-    _write(folder / "02_train_noisy.ipynb", TRAIN, TRAIN_BODY, log_path)
+    _write(folder / "01_pretrain.ipynb", pretrain, pretrain_body, log_path, fail)
+    _write(folder / "02_train_noisy.ipynb", TRAIN, train_body, log_path, fail)
     for stem in analysis:
-        _write(folder / f"{stem}.ipynb", {"study_dir": ""}, ANALYSIS_BODY, log_path)
+        _write(folder / f"{stem}.ipynb", {"study_dir": ""}, ANALYSIS_BODY, log_path, fail)
     return folder
 
 
-def _write(path, params, body, log_path):
-    setup = (f"import csv, json, pathlib\n"
+def _write(path, params, body, log_path, fail):
+    setup = (f"import csv, json, pathlib\nFAIL = {tuple(fail)!r}\n"
              f"def log(line):\n    with open({str(log_path)!r}, 'a') as f:\n        f.write(line + '\\n')")
     cells = [new_code_cell("\n".join(f"{k} = {v!r}" for k, v in params.items()), metadata={"tags": ["parameters"]}),
              new_code_cell(setup), new_code_cell(body.strip())]

@@ -3,14 +3,18 @@
 import csv
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from nbstudy.cli import NOTEBOOKS, local_executor, main
-from stub_notebooks import write_stubs
+from nbstudy.cli import main
+from nbstudy.executors import local_executor
+from stub_notebooks import TRAIN_BODY, write_stubs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,11 +91,8 @@ def test_study_runs_pretraining_then_training_then_analysis_and_skips_what_is_fi
 
 def test_a_failed_run_is_reported_and_the_others_go_on(tmp_path, stubs, capsys):
     cli, executions = stubs
-    path = study_file(tmp_path)
-    study = yaml.safe_load(path.read_text())
-    study["dataset"]["options"] = {"fail": ["simclr"]}
-    path.write_text(yaml.safe_dump(study))
-    assert cli(path) == 1
+    write_stubs(tmp_path / "nb", tmp_path / "executions.log", fail=["simclr"])
+    assert cli(study_file(tmp_path)) == 1
     assert sorted(executions()) == ["analysis 4 rows", "pretrain simclr", "train random ce 0.2 0",
                                     "train random ce 0.6 0"]
     err = capsys.readouterr().err
@@ -101,8 +102,62 @@ def test_a_failed_run_is_reported_and_the_others_go_on(tmp_path, stubs, capsys):
     assert f"FAILED pretrain/{failed.name}: RuntimeError: stub failure for simclr" in err
     assert f"see {failed / '01_pretrain.ipynb'}" in err
     assert "stub failure for simclr" in (failed / "01_pretrain.ipynb").read_text()  # the notebook shows the error
-    assert err.count("skipped train/simclr-ce-") == 2 and "3 of 6 runs failed or were skipped" in err
+    lines = err.splitlines()
+    assert sum(line.startswith("skipped train/simclr-ce-") for line in lines) == 2  # as they happen
+    # and again in the summary at the end, each with its one-line reason
+    summary = lines[lines.index(f"  failed pretrain/{failed.name}: RuntimeError: stub failure for simclr"):]
+    assert sum(f"the run it needs failed (pretrain/{failed.name})" in line for line in summary) == 2
+    assert summary[-1].startswith("nbstudy: 3 of 6 runs failed or were skipped")
     assert sorted(r["status"] for r in rows(tmp_path)) == ["finished", "finished", "skipped", "skipped"]
+
+
+HANG_ONCE = """
+import os, time
+if init == "random" and noise_rate == 0.6 and not pathlib.Path({marker!r}).exists():
+    pathlib.Path({marker!r}).write_text(str(os.getpid()))
+    time.sleep(600)
+"""
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_killed_study_started_again_finishes_only_what_is_missing(tmp_path, stubs):
+    cli, executions = stubs
+    marker = tmp_path / "hung-kernel-pid"
+    write_stubs(tmp_path / "nb", tmp_path / "executions.log", train_body=HANG_ONCE.format(marker=str(marker)) + TRAIN_BODY)
+    assert cli(study_file(tmp_path, noise_rates=[0.2])) == 0
+    study_dir = tmp_path / "out" / "s"
+    kept = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in study_dir.glob("*/*/*") if "analysis" not in p.parts}
+    table = (study_dir / "results.csv").read_bytes()
+
+    # the grid grows; SIGKILL the study while a new run is in its notebook
+    command = [sys.executable, "-c", "import sys; from nbstudy.cli import main; sys.exit(main())", "study",
+               str(study_file(tmp_path)), "--out", str(tmp_path / "out"), "--notebooks", str(tmp_path / "nb")]
+    study = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not marker.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    study.send_signal(signal.SIGKILL)
+    study.wait()
+    kernel = int(marker.read_text())
+    deadline = time.time() + 15
+    while alive(kernel) and time.time() < deadline:  # its kernel sees its parent gone and ends too
+        time.sleep(0.2)
+    assert not alive(kernel)
+    assert (study_dir / "results.csv").read_bytes() == table  # the old table, whole
+    hung = next(study_dir.glob("train/random-ce-symmetric-0.6-*"))
+    assert json.loads((hung / "status.json").read_text())["status"] == "running"
+
+    done = len(executions())
+    assert cli(study_file(tmp_path)) == 0
+    assert sorted(executions()[done:]) == ["analysis 4 rows", "train random ce 0.6 0", "train simclr ce 0.6 0"]
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in kept} == kept
+    assert all(r["status"] == "finished" for r in rows(tmp_path)) and len(rows(tmp_path)) == 4
 
 
 def test_dry_run_lists_the_runs_and_runs_nothing(tmp_path, stubs, capsys):
@@ -134,7 +189,7 @@ def test_a_parameter_the_notebook_lacks_stops_the_study_before_anything_runs(tmp
     study = yaml.safe_load(path.read_text())
     study["analysis"] = []
     path.write_text(yaml.safe_dump(study))
-    text = (notebooks / "02_train_noisy.ipynb").read_text().replace("checkpoint_every = 0\\n", "")
+    text = (notebooks / "02_train_noisy.ipynb").read_text().replace("checkpoint_every = 1\\n", "")
     (notebooks / "02_train_noisy.ipynb").write_text(text)
     assert main(["study", str(path), "--out", str(tmp_path / "out"), "--notebooks", str(notebooks)]) == 2
     assert "02_train_noisy.ipynb (run train/random-ce-symmetric-0.2-s0-" in capsys.readouterr().err
@@ -158,9 +213,6 @@ def test_parallel_jobs_share_the_cores_unless_the_user_chose():
 
 @pytest.mark.slow
 def test_smoke_study_through_the_real_notebooks(tmp_path):
-    missing = [n for n in ("01_pretrain.ipynb", "02_train_noisy.ipynb") if not (NOTEBOOKS / n).exists()]
-    if missing:
-        pytest.skip(f"stage notebooks not written yet: {', '.join(missing)}")
     out = tmp_path / "out"
     assert main(["study", str(ROOT / "parameters" / "smoke.yaml"), "--out", str(out)]) == 0
     table = list(csv.DictReader((out / "smoke" / "results.csv").open()))
