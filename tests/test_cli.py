@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from nbstudy.cli import main
+from nbstudy.execute import one_line
 from nbstudy.executors import local_executor
 from stub_notebooks import TRAIN_BODY, write_stubs
 
@@ -194,6 +195,13 @@ def test_a_parameter_the_notebook_lacks_stops_the_study_before_anything_runs(tmp
     assert main(["study", str(path), "--out", str(tmp_path / "out"), "--notebooks", str(notebooks)]) == 2
     assert "02_train_noisy.ipynb (run train/random-ce-symmetric-0.2-s0-" in capsys.readouterr().err
     assert not log.exists() and not (tmp_path / "out").exists()
+
+
+def test_a_runs_error_is_one_line_a_user_errors_own_message():
+    assert one_line("NbstudyError", "checkpoint x.pt was pretrained at 64 px: use the same resolution") == \
+        "checkpoint x.pt was pretrained at 64 px: use the same resolution"
+    assert one_line("RuntimeError", "\n  CUDA out of memory.\nTried to allocate 2 GiB") == "RuntimeError: CUDA out of memory."
+    assert one_line("DeadKernelError", "") == "DeadKernelError"
 
 
 def test_argparse_usage_errors_exit_2(capsys):
