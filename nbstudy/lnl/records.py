@@ -1,0 +1,124 @@
+"""What a noisy-label run leaves behind, and how to read it back.
+
+A run writes two files to its output folder, each atomically (a reader sees the
+old or the new complete file, never half of one); `docs/records.md` documents
+every key:
+
+- ``metrics.json``: the parameters, the dataset, the per-epoch ``history`` and
+  the ``final`` summary (BEST / LAST / validation-picked accuracy, ...).
+- ``records.npz``: per-sample arrays (clean and noisy labels, the wrong-label
+  mask, the train / validation split, per-sample losses and the method's
+  selection at the recorded epochs, first-layer filters before and after).
+
+Selection quality is measured against the known wrong-label mask: precision is
+the fraction of selected samples whose label is right, recall the fraction of
+right labels that were selected, ROC-AUC how well the method's score ranks
+right labels above wrong ones.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from nbstudy.checkpoint import atomic_write
+from nbstudy.errors import NbstudyError
+
+METRICS_FILE = "metrics.json"
+RECORDS_FILE = "records.npz"
+
+
+def selection_metrics(selected, score, noisy) -> dict:
+    """Precision / recall of `selected` and ROC-AUC of `score` for finding the samples whose label is right.
+
+    selected: bool or 0/1 per sample, score: higher = more likely clean, noisy:
+    the wrong-label mask. NaN entries (samples the method did not look at) are
+    left out. A value that is undefined (nothing selected, one class only) is None.
+    """
+    selected = np.asarray(selected, dtype=float)
+    score = np.asarray(score, dtype=float)
+    clean = ~np.asarray(noisy, dtype=bool)
+    seen = ~np.isnan(selected)
+    sel, cl = selected[seen] > 0.5, clean[seen]
+    precision = _ratio((sel & cl).sum(), sel.sum())
+    recall = _ratio((sel & cl).sum(), cl.sum())
+    scored = ~np.isnan(score)
+    auc = None
+    if 0 < clean[scored].sum() < scored.sum():
+        auc = float(roc_auc_score(clean[scored], score[scored]))
+    return {"precision": precision, "recall": recall, "auc": auc}
+
+
+def _ratio(num, den):
+    return float(num) / float(den) if den else None
+
+
+def summarize(history: list[dict], reported: str, actual_noise_rate: float, train_time_s: float) -> dict:
+    """The run's `final` dict: BEST, LAST and validation-picked test metrics of the reported network."""
+    acc = np.array([h["test_acc"] for h in history])
+    best = int(np.argmax(acc))  # first epoch reaching the maximum
+    last = len(history) - 1
+    val = [h["val_acc"] for h in history]
+    pick = int(np.argmax(val)) if val[0] is not None else None
+    h_last = history[last]
+    return {
+        "best_acc": float(acc[best]),
+        "best_epoch": history[best]["epoch"],
+        "last_acc": float(acc[last]),
+        "val_pick_acc": None if pick is None else float(acc[pick]),
+        "val_pick_epoch": None if pick is None else history[pick]["epoch"],
+        "best_balanced_acc": history[best]["test_balanced_acc"],
+        "last_balanced_acc": h_last["test_balanced_acc"],
+        "best_macro_f1": history[best]["test_macro_f1"],
+        "last_macro_f1": h_last["test_macro_f1"],
+        "actual_noise_rate": float(actual_noise_rate),
+        "selection_precision": h_last["selection_precision"],
+        "selection_recall": h_last["selection_recall"],
+        "selection_auc": h_last["selection_auc"],
+        "reported_network": reported,
+        "epochs": len(history),
+        "train_time_s": float(train_time_s),
+    }
+
+
+def write_records(output_dir, metrics: dict, arrays: dict) -> None:
+    """Write records.npz, then metrics.json (so metrics.json with a `final` means the run is complete)."""
+    out = Path(output_dir)
+    atomic_write(out / RECORDS_FILE, lambda tmp: _savez(tmp, arrays))
+    text = json.dumps(_jsonable(metrics), indent=1, allow_nan=False)
+    atomic_write(out / METRICS_FILE, lambda tmp: Path(tmp).write_text(text))
+
+
+def _savez(tmp, arrays):
+    with open(tmp, "wb") as f:  # a file object stops numpy from appending '.npz' to the temp name
+        np.savez_compressed(f, **arrays)
+
+
+def _jsonable(x):
+    """numpy scalars to Python, NaN to null (JSON has no NaN)."""
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def load_records(output_dir) -> dict:
+    """Everything a run wrote: metrics.json's keys (params, history, final, ...) plus the arrays of records.npz."""
+    out = Path(output_dir)
+    metrics_path, arrays_path = out / METRICS_FILE, out / RECORDS_FILE
+    if not metrics_path.is_file() or not arrays_path.is_file():
+        raise NbstudyError(f"{out} holds no finished training run ({METRICS_FILE} and {RECORDS_FILE} missing): "
+                           "give the output_dir of a completed train_noisy run")
+    records = json.loads(metrics_path.read_text())
+    with np.load(arrays_path) as npz:
+        records.update({k: npz[k] for k in npz.files})
+    return records
