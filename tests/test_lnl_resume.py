@@ -1,0 +1,71 @@
+"""A run killed with SIGKILL and started again ends exactly as an uninterrupted run; a diverging run stops."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from nbstudy.errors import NbstudyError
+from nbstudy.lnl import load_records, train_noisy
+
+TINY = dict(dataset_options=dict(num_classes=4, per_class=12, test_per_class=4), resolution=16, stem="imagenet",
+            batch_size=8, lr=1e-3, noise_rate=0.6, record_every=1, progress=False)
+CHILD = "import json, sys; from nbstudy.lnl import train_noisy; train_noisy(json.loads(sys.argv[1]))"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Results are bit-identical only at a fixed thread count; one thread is also fastest on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def without_times(records):
+    final = {k: v for k, v in records["final"].items() if k != "train_time_s"}
+    history = [{k: v for k, v in h.items() if k != "time_s"} for h in records["history"]]
+    return final, history
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method, options", [("dividemix", {"warmup_epochs": 1}), ("coteaching", {"num_gradual": 2})])
+def test_killed_run_resumes_to_the_same_result(tmp_path, method, options):
+    params = {**TINY, "method": method, "method_options": options, "epochs": 4}
+    train_noisy(params, output_dir=str(tmp_path / "whole"), checkpoint_every=0)
+
+    killed = tmp_path / "killed"
+    ckpt = killed / "checkpoint.pt"
+    child = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps({**params, "output_dir": str(killed)})],
+                             env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 300
+    while not ckpt.exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(float(np.random.default_rng().uniform(0, 0.3)))  # anywhere in the next epoch
+    child.send_signal(signal.SIGKILL)
+    assert child.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    done = torch.load(ckpt, weights_only=False)["run"]["epoch"]
+    assert 1 <= done < 4
+
+    with pytest.raises(NbstudyError, match="different lr"):
+        train_noisy({**params, "lr": 2e-3}, output_dir=str(killed))
+    train_noisy(params, output_dir=str(killed))
+    assert not ckpt.exists() and not list(killed.glob(".*.tmp"))
+
+    whole, resumed = load_records(tmp_path / "whole"), load_records(killed)
+    assert without_times(resumed) == without_times(whole)
+    for key in ("noisy_labels", "losses", "selection", "filters_final"):
+        np.testing.assert_array_equal(resumed[key], whole[key])
+
+
+@pytest.mark.slow
+def test_a_diverging_run_stops_with_a_clear_message(tmp_path):
+    with pytest.raises(NbstudyError, match=r"training loss became (nan|inf) at epoch 1 \(ce, lr 1e\+30\): lower lr"):
+        train_noisy(TINY, method="ce", epochs=2, lr=1e30, output_dir=str(tmp_path))
+    assert not (tmp_path / "metrics.json").exists()
