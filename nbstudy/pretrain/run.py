@@ -48,7 +48,7 @@ DEFAULTS = {
     "dataset": "synthetic", "data_path": None, "dataset_options": {}, "resolution": 32, "stem": "auto",
     "method": "simclr", "epochs": 20, "batch_size": 256, "lr": 1e-3, "weight_decay": 1e-4,
     "optimizer": "adam", "momentum": 0.9, "warmup_epochs": None,
-    "temperature": 0.2, "views": "auto", "view_options": {},
+    "temperature": 0.5, "views": "auto", "view_options": {},
     "jigsaw_permutations": 100, "jigsaw_crop": 0.85, "jigsaw_tile": None,
     "knn_k": 20, "probe_every": 0, "seed": 0, "device": "auto", "output_dir": "outputs/pretrain",
     "resume": True, "progress": True,

@@ -39,7 +39,7 @@ class SimCLR(PretextMethod):
     name = "simclr"
     options = ("resolution", "temperature", "views", "view_options")
 
-    def __init__(self, backbone, mean, std, resolution: int, temperature: float = 0.2, views: str = "auto",
+    def __init__(self, backbone, mean, std, resolution: int, temperature: float = 0.5, views: str = "auto",
                  view_options: dict | None = None):
         super().__init__(backbone, mean, std)
         self.temperature = float(temperature)
