@@ -1,8 +1,9 @@
 """The built-in synthetic dataset: procedurally drawn texture classes, no download.
 
 Each class is a kind of pattern (stripes, checks, rings, ...). Everything else is
-random per image and shared by all classes: orientation (uniform over 180
-degrees, so a horizontal flip keeps an image in its class), scale, phase,
+random per image and shared by all classes: orientation (within 30 degrees of
+vertical, symmetric about it, so a horizontal flip keeps an image in its class
+while a 90-degree rotation shows: rotation prediction has a cue), scale, phase,
 position, edge sharpness, the two colours, contrast, pixel noise and a few
 soft colour blobs as distractors. Colour and position therefore carry no class
 evidence, the class mean images are nearly flat (a linear model on raw pixels
@@ -50,7 +51,7 @@ def _render(c, n, size, rng):
 
     coords = ((np.arange(size) + 0.5) / size).astype(np.float32)   # pixel centres in [0, 1)
     y, x = coords[None, :, None], coords[None, None, :]
-    theta = per_image(0, np.pi)
+    theta = per_image(np.pi / 3, 2 * np.pi / 3)              # within 30 degrees of vertical: an "up" for rotation
     u = x * np.cos(theta) + y * np.sin(theta)                # along the pattern
     v = -x * np.sin(theta) + y * np.cos(theta)               # across it
     freq = per_image(2.5, 6.0)                               # cycles per image side
@@ -92,7 +93,7 @@ def _render(c, n, size, rng):
 
     # Two random colours around a random base; which one is "ink" is random too.
     base = rng.uniform(0.25, 0.75, (n, 1, 1, 3)).astype(np.float32)
-    contrast = rng.uniform(0.12, 0.25, (n, 1, 1, 1)) * rng.choice([-1, 1], (n, 1, 1, 1))
+    contrast = rng.uniform(0.15, 0.3, (n, 1, 1, 1)) * rng.choice([-1, 1], (n, 1, 1, 1))
     tint = rng.uniform(-0.1, 0.1, (n, 1, 1, 3))
     img = base + (contrast + tint).astype(np.float32) * pattern
 
