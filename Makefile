@@ -3,6 +3,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# PyTorch's OpenMP threads spin while idle unless told not to: many times slower on a small shared CPU.
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: demo test install clean-venv
 
