@@ -35,9 +35,9 @@ def without_times(records):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method, options", [("dividemix", {"warmup_epochs": 1}), ("coteaching", {"num_gradual": 2})])
-def test_killed_run_resumes_to_the_same_result(tmp_path, method, options):
-    params = {**TINY, "method": method, "method_options": options, "epochs": 4}
+def test_killed_run_resumes_to_the_same_result(tmp_path):
+    """DivideMix holds the most state: two networks and optimisers, the GMM's loss history, MixMatch's draws."""
+    params = {**TINY, "method": "dividemix", "method_options": {"warmup_epochs": 1}, "epochs": 4}
     train_noisy(params, output_dir=str(tmp_path / "whole"), checkpoint_every=0)
 
     killed = tmp_path / "killed"
