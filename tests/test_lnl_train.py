@@ -8,8 +8,8 @@ textures need ~1000 images and tens of epochs even with clean labels), so the
 networks start from a head-start backbone: trained with *clean* labels on a
 disjoint draw of the synthetic set (another seed), the way an ImageNet or
 pretrained init would be. At this scale the test-accuracy effects (CE's LAST
-below its BEST, the LNL methods above CE's LAST) are within noise and are not
-asserted here; see docs/records.md for the numbers measured at larger scale.
+below its BEST, the LNL methods above CE's LAST) are within the noise of a
+200-image test set and are not asserted.
 """
 
 import numpy as np

@@ -48,7 +48,7 @@ def train_epoch(ctx, epoch: int, state: dict) -> dict:
     net, opt = ctx.nets[0], ctx.optimizers[0]
     loader = ctx.loader(ctx.train_idx, ctx.labels, key=(epoch, 0))
     total = torch.zeros((), device=ctx.device)
-    for _, x, y in ctx.batches(loader, "ce"):
+    for _, x, y in loader:
         with ctx.autocast():
             logits = net(ctx.view(x))
         loss = F.cross_entropy(logits.float(), y)

@@ -82,7 +82,7 @@ def train_epoch(ctx, epoch: int, state: dict) -> dict:
     score = torch.full((n,), float("nan"), device=ctx.device)  # -A's loss: the ranking A selects by
     loader = ctx.loader(ctx.train_idx, ctx.labels, key=(epoch, 0))
     total = torch.zeros((), device=ctx.device)
-    for idx, x, y in ctx.batches(loader, "co-teaching"):
+    for idx, x, y in loader:
         v = ctx.view(x)
         with ctx.autocast():
             logits_a, logits_b = net_a(v), net_b(v)

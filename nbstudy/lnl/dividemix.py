@@ -168,7 +168,7 @@ def _warmup(ctx, k: int, epoch: int) -> float:
     net, opt = ctx.nets[k], ctx.optimizers[k]
     loader = ctx.loader(ctx.train_idx, ctx.labels, key=(epoch, k, 0), batch_size=2 * ctx.batch_size)
     total = torch.zeros((), device=ctx.device)
-    for _, x, y in ctx.batches(loader, f"warm-up net {'AB'[k]}"):
+    for _, x, y in loader:
         with ctx.autocast():
             logits = net(ctx.view(x)).float()
         loss = F.cross_entropy(logits, y)
@@ -195,7 +195,7 @@ def _train(ctx, k: int, labelled: np.ndarray, prob: np.ndarray, epoch: int) -> f
     lab = ctx.loader(ctx.train_idx[labelled], ctx.labels, w_all, key=(epoch, k, 1), drop_last=False)
     total = torch.zeros((), device=ctx.device)
     with eval_mode(ctx.nets[1 - k]) as other, closing(_cycle(ctx, ctx.train_idx[~labelled], (epoch, k, 2))) as unl:
-        for i, (_, xl, yl, wl) in enumerate(ctx.batches(lab, f"train net {'AB'[k]}")):
+        for i, (_, xl, yl, wl) in enumerate(lab):
             _, xu = next(unl)
             bl, bu = xl.shape[0], xu.shape[0]
             with torch.no_grad():

@@ -149,7 +149,6 @@ class Context:
     noise_rate: float
     gen: torch.Generator        # augmentation and permutations, on the device
     rng: np.random.Generator    # host-side draws (MixMatch's lambda)
-    progress: bool = False
     _loss_cache: dict = field(default_factory=dict)
     _train_idx_t: torch.Tensor | None = None
 
@@ -169,9 +168,6 @@ class Context:
         if self._train_idx_t is None:
             self._train_idx_t = torch.from_numpy(self.train_idx).to(self.device)
         return torch.searchsorted(self._train_idx_t, idx)
-
-    def batches(self, loader, desc: str):
-        return tqdm(loader, desc=desc, leave=False, disable=not self.progress)
 
     def logits(self, net, images=None, indices=None) -> torch.Tensor:
         """Un-augmented logits of `net` in eval mode, on the CPU: training images at `indices`, or `images`."""
@@ -352,7 +348,7 @@ def _build(setup: Setup, device) -> Context:
                   batch_size=p["batch_size"] or method.batch_size, epochs=p["epochs"], lr=lr, seed=p["seed"],
                   options=setup.options, noise_kind=p["noise_kind"], noise_rate=p["noise_rate"],
                   gen=torch.Generator(device=device).manual_seed(p["seed"]),
-                  rng=np.random.default_rng([p["seed"], 2]), progress=p["progress"])
+                  rng=np.random.default_rng([p["seed"], 2]))
     ctx.optimizers = method.optimizers(ctx)
     return ctx
 
