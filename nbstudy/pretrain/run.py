@@ -116,11 +116,14 @@ def build_method(params: dict, data):
 
 
 def make_optimizer(p: dict, parameters):
+    """Fused kernels (CPU and CUDA): on the CPU an unfused Adam step costs ~10x a fused one."""
+    parameters = list(parameters)
+    fused = True if parameters and parameters[0].device.type in ("cpu", "cuda") else None
     if p["optimizer"] == "adam":      # L2 through the gradient, as the study's code did
-        return torch.optim.Adam(parameters, lr=p["lr"], weight_decay=p["weight_decay"])
+        return torch.optim.Adam(parameters, lr=p["lr"], weight_decay=p["weight_decay"], fused=fused)
     if p["optimizer"] == "adamw":
-        return torch.optim.AdamW(parameters, lr=p["lr"], weight_decay=p["weight_decay"])
-    return torch.optim.SGD(parameters, lr=p["lr"], momentum=p["momentum"], weight_decay=p["weight_decay"])
+        return torch.optim.AdamW(parameters, lr=p["lr"], weight_decay=p["weight_decay"], fused=fused)
+    return torch.optim.SGD(parameters, lr=p["lr"], momentum=p["momentum"], weight_decay=p["weight_decay"], fused=fused)
 
 
 def epoch_generator(device: torch.device, seed: int, epoch: int) -> torch.Generator:
