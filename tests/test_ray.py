@@ -7,12 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import ray  # a test dependency: make test installs the [ray] extra, so a missing Ray fails, not skips
 import yaml
 
 from nbstudy.cli import main
 from stub_notebooks import TRAIN_BODY, write_stubs
 
-ray = pytest.importorskip("ray")
 ROOT = Path(__file__).resolve().parent.parent
 
 
