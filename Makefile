@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
-	$(VENV)/bin/nbstudy study parameters/demo.yaml
+	$(VENV)/bin/nbstudy study parameters/demo.yaml --jobs 2
 
 test: install
 	$(PY) -m pytest
