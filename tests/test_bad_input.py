@@ -114,17 +114,23 @@ def test_bad_input_is_one_line_before_anything_runs_and_finished_runs_are_untouc
     assert snapshot(root / "out") == before and log.read_text() == ran
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_a_read_only_study_folder_is_found_before_anything_runs(finished, capsys):
+def test_an_unwritable_output_folder_is_found_before_anything_runs(finished, capsys):
+    """A read-only folder for a normal user; a file in the folder's place, which even root cannot write into."""
     root, notebooks, log = finished
-    study_dir = root / "out" / "s"
-    study_dir.chmod(0o555)
+    out = root / "out"
+    blocked = root / "blocked"
+    blocked.write_text("a file, not a folder")
+    if os.geteuid() != 0:
+        (out / "s").chmod(0o555)
+    target, study_dir = (out, out / "s") if os.geteuid() != 0 else (blocked, blocked / "s")
+    ran = log.read_text()
     try:
-        assert main(["study", str(root / "s.yaml"), "--out", str(root / "out"), "--notebooks", str(notebooks),
+        assert main(["study", str(root / "s.yaml"), "--out", str(target), "--notebooks", str(notebooks),
                      "--executor", "local"]) == 2
     finally:
-        study_dir.chmod(0o755)
-    assert f"output folder {study_dir} is not writable (Permission denied)" in capsys.readouterr().err
+        (out / "s").chmod(0o755)
+    assert f"output folder {study_dir} is not writable" in capsys.readouterr().err
+    assert log.read_text() == ran
 
 
 # Stand-ins that call the real code a stage notebook uses, so the errors are the real ones.
