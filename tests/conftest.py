@@ -7,4 +7,17 @@ Set before torch is imported; notebook kernels started by the tests inherit it.
 
 import os
 
+import pytest
+
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread: results repeat bit for bit only at a fixed thread count, and one is fastest on a busy CPU."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

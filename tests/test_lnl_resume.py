@@ -20,12 +20,8 @@ CHILD = "import json, sys; from nbstudy.lnl import train_noisy; train_noisy(json
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Results are bit-identical only at a fixed thread count; one thread is also fastest on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def one_thread(one_torch_thread):
+    """Every test here at one torch thread (see conftest.one_torch_thread)."""
 
 
 def without_times(records):

@@ -18,7 +18,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from nbstudy.data import Dataset, load_dataset
 from nbstudy.pretrain import run_pretraining
@@ -28,11 +27,8 @@ SMALL = {"dataset": "synthetic", "resolution": 32, "stem": "imagenet", "batch_si
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def one_thread(one_torch_thread):
+    """Every test here at one torch thread (see conftest.one_torch_thread)."""
 
 
 @pytest.fixture(scope="module")
