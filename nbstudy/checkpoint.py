@@ -24,13 +24,18 @@ FORMAT = "nbstudy-backbone/1"
 
 
 def atomic_write(path, write) -> Path:
-    """Call write(tmp_path) then rename over `path`, so readers see the old or the new file, never half of one."""
+    """Call write(tmp_path) then rename over `path`, so readers see the old or the new file, never half of one.
+
+    The result is readable by all (0644), as a file written in place would be: the
+    temporary file it replaces is its owner's only, and outputs are often shared.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -23,7 +23,6 @@ import io
 import itertools
 import json
 import math
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -362,13 +361,5 @@ def write_results(study_dir, runs: list[Run], statuses: dict) -> Path:
 
 
 def write_text(path, text: str) -> Path:
-    """Write a text file atomically: readers see the old or the new file, never half of one.
-
-    Readable by all (0644), as a file written in place would usually be: the
-    temporary file it replaces is its owner's only.
-    """
-    def write(tmp):
-        Path(tmp).write_text(text)
-        os.chmod(tmp, 0o644)
-
-    return atomic_write(path, write)
+    """Write a text file atomically: readers see the old or the new file, never half of one."""
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))

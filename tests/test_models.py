@@ -75,3 +75,8 @@ def test_wrong_shapes_are_reported(tmp_path):
     save_atomic(ckpt, path)
     with pytest.raises(NbstudyError, match="wrong shape"):
         load_backbone(build_backbone(True), path)
+
+
+def test_checkpoints_are_readable_by_others(tmp_path):
+    path = save_backbone(tmp_path / "bb.pt", build_backbone(False), resolution=224)
+    assert path.stat().st_mode & 0o777 == 0o644
