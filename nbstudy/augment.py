@@ -23,10 +23,19 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
 
 
 def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
-    """Standardise with per-channel statistics (the dataset's, from `Dataset.mean/std`)."""
+    """Standardise with per-channel statistics (the dataset's, from `Dataset.mean/std`).
+
+    In a training loop pass them as tensors already on the device (`channel_stats`): a tuple
+    means a small host-to-GPU copy per call, which waits for the GPU to finish its queue.
+    """
     m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     return (x - m) / s
+
+
+def channel_stats(mean, std, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std as float32 tensors on `device`, for `normalize`."""
+    return (torch.as_tensor(mean, dtype=torch.float32).to(device), torch.as_tensor(std, dtype=torch.float32).to(device))
 
 
 def _uniform(n: int, generator, device, low=0.0, high=1.0) -> torch.Tensor:
@@ -63,8 +72,8 @@ def weak(x: torch.Tensor, generator=None, padding: int | None = None) -> torch.T
 
 def _grayscale(x: torch.Tensor) -> torch.Tensor:
     """ITU-R 601 luma (torchvision's weights), shape (B, 1, H, W)."""
-    w = torch.tensor([0.2989, 0.587, 0.114], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    return (x * w).sum(1, keepdim=True)
+    r, g, b = x.split(1, 1)   # no constant tensor: a small host-to-GPU copy would wait for the GPU
+    return 0.2989 * r + 0.587 * g + 0.114 * b
 
 
 def box_grid(boxes: torch.Tensor, in_hw, out_hw) -> torch.Tensor:
@@ -146,7 +155,7 @@ def adjust_hue(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     sat = chroma / torch.where(maxc > 0, maxc, torch.ones_like(maxc))
     hue = (hue + f) % 1.0
     # HSV -> RGB: channel n takes v - v s clamp(min(k, 4 - k), 0, 1), k = (n + 6 h) mod 6, n = 5, 3, 1.
-    n = torch.tensor([5.0, 3.0, 1.0], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    n = torch.arange(5, 0, -2, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     k = (n + hue * 6) % 6
     return maxc - maxc * sat * torch.minimum(k, 4 - k).clamp(0, 1)
 

@@ -16,14 +16,15 @@ def predict(fn, images, mean, std, device, batch_size: int = 256, indices=None) 
     """Apply `fn` (e.g. a model, or model.features) to every image, un-augmented; outputs in input order, float32 on the CPU."""
     device = torch.device(device)
     outs = []
+    mean, std = augment.channel_stats(mean, std, device)
     loader = BatchLoader(images, batch_size=batch_size, shuffle=False, device=device, indices=indices)
     for _, x, in loader:
         with autocast(device):
             out = fn(augment.normalize(augment.to_float(x), mean, std))
-        outs.append(out.float().cpu())
+        outs.append(out.float())
     if not outs:
         return torch.empty(0)
-    return torch.cat(outs)
+    return torch.cat(outs).cpu()  # one copy back at the end: no wait for the GPU between batches
 
 
 def classification_metrics(y_true, y_pred) -> dict:

@@ -2,9 +2,10 @@
 
 No per-image Python decode and no DataLoader workers: a batch is one fancy-index
 gather on the host (indices sorted, which keeps memmap reads sequential), one
-copy to the device as uint8 (pinned and non-blocking on CUDA), and augmentation
-happens on the device, batched (see `nbstudy.augment`). A background thread
-gathers the next batch while the current one computes.
+copy to the device as uint8 (gathered straight into pinned memory and copied
+non-blocking on CUDA), and augmentation happens on the device, batched (see
+`nbstudy.augment`). Background threads gather the next batches while the
+current one computes.
 
 The shuffle order is a pure function of (seed, epoch), so a resumed run sees the
 same batches as an uninterrupted one.
@@ -12,6 +13,8 @@ same batches as an uninterrupted one.
 
 from __future__ import annotations
 
+import os
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -31,11 +34,13 @@ class BatchLoader:
 
     images: uint8 (N, H, W, 3). arrays: per-sample arrays (labels, weights...)
     gathered with the same indices. indices: the subset to iterate (default all).
-    Images arrive as uint8 (B, 3, H, W); use `augment.to_float` next.
+    Images arrive as uint8 (B, 3, H, W) in channels_last memory order (a view of
+    the NHWC bytes: no transpose on the host); use `augment.to_float` next.
+    workers: threads gathering batches ahead (numpy releases the GIL while copying).
     """
 
     def __init__(self, images, *arrays, batch_size: int, shuffle: bool = False, seed: int = 0,
-                 drop_last: bool = False, device="cpu", indices=None):
+                 drop_last: bool = False, device="cpu", indices=None, workers: int | None = None):
         self.images = images
         self.arrays = arrays
         self.batch_size = int(batch_size)
@@ -44,6 +49,7 @@ class BatchLoader:
         self.drop_last = drop_last
         self.device = torch.device(device)
         self.indices = np.arange(len(images)) if indices is None else np.asarray(indices, dtype=np.int64)
+        self.workers = max(1, min(4, os.cpu_count() or 1) if workers is None else int(workers))
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -59,31 +65,31 @@ class BatchLoader:
             yield np.sort(order[start:start + self.batch_size])
 
     def _gather(self, idx: np.ndarray):
+        """One batch on the host: straight into pinned memory on CUDA (torch's caching host allocator
+        does not hand a buffer out again before the copy from it has finished)."""
         pin = self.device.type == "cuda"
-        x = torch.from_numpy(np.ascontiguousarray(self.images[idx])).permute(0, 3, 1, 2)
+        x = torch.empty((len(idx), *self.images.shape[1:]), dtype=torch.uint8, pin_memory=pin)
+        np.take(self.images, idx, axis=0, out=x.numpy())
         host = [torch.from_numpy(idx)] + [torch.as_tensor(np.asarray(a)[idx]) for a in self.arrays]
         if pin:
-            x = x.contiguous().pin_memory()
             host = [t.pin_memory() for t in host]
         return x, host
 
     def _to_device(self, gathered):
         x, host = gathered
         nb = self.device.type == "cuda"
-        x = x.to(self.device, non_blocking=nb)
-        if nb:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.to(self.device, non_blocking=nb).permute(0, 3, 1, 2)
         rest = [t.to(self.device, non_blocking=nb) for t in host]
         return (rest[0], x, *rest[1:])
 
     def __iter__(self):
         chunks = list(self._chunks())
-        if not chunks:
-            return
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(self._gather, chunks[0])
-            for nxt in chunks[1:] + [None]:
-                gathered = pending.result()
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            pending = deque(pool.submit(self._gather, c) for c in chunks[:self.workers])
+            for nxt in chunks[self.workers:] + [None] * self.workers:
+                if not pending:
+                    return
+                gathered = pending.popleft().result()
                 if nxt is not None:
-                    pending = pool.submit(self._gather, nxt)
+                    pending.append(pool.submit(self._gather, nxt))
                 yield self._to_device(gathered)

@@ -137,8 +137,8 @@ class Context:
     labels: np.ndarray          # noisy labels of every training image (dataset order)
     train_idx: np.ndarray
     num_classes: int
-    mean: tuple
-    std: tuple
+    mean: torch.Tensor          # per-channel statistics, on the device
+    std: torch.Tensor
     device: torch.device
     batch_size: int
     epochs: int
@@ -343,8 +343,9 @@ def _build(setup: Setup, device) -> Context:
             load_backbone(net.backbone, p["init"], ds.resolution)
         nets.append(prepare_model(net, device))
     lr = p["lr"] if p["lr"] is not None else method.lr
+    mean, std = augment.channel_stats(ds.mean, ds.std, device)
     ctx = Context(nets=nets, optimizers=[], images=ds.train_images, labels=setup.noisy_labels,
-                  train_idx=setup.train_idx, num_classes=ds.num_classes, mean=ds.mean, std=ds.std, device=device,
+                  train_idx=setup.train_idx, num_classes=ds.num_classes, mean=mean, std=std, device=device,
                   batch_size=p["batch_size"] or method.batch_size, epochs=p["epochs"], lr=lr, seed=p["seed"],
                   options=setup.options, noise_kind=p["noise_kind"], noise_rate=p["noise_rate"],
                   gen=torch.Generator(device=device).manual_seed(p["seed"]),

@@ -22,12 +22,14 @@ from nbstudy.pretrain.base import PretextMethod, classification_loss, to_hwc
 ORDERS = torch.tensor(list(itertools.permutations(range(4))))   # (24, 4): quadrant q shows magnification ORDERS[label, q]
 
 
-def make_jigmag(x: torch.Tensor, labels: torch.Tensor, tile: int) -> torch.Tensor:
-    """(B, C, H, W) -> (B, C, 2 tile, 2 tile) grids; quadrant q holds the centre crop of side S / 2**ORDERS[label, q]."""
+def make_jigmag(x: torch.Tensor, labels: torch.Tensor, tile: int, orders: torch.Tensor = ORDERS) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, 2 tile, 2 tile) grids; quadrant q holds the centre crop of side S / 2**orders[label, q].
+
+    orders: ORDERS, best already on x's device (the Jigmag module keeps a copy there)."""
     b, c, h, w = x.shape
     side = min(h, w) / 2.0 ** torch.arange(4, device=x.device, dtype=x.dtype)
     boxes = torch.stack([(w - side) / 2, (h - side) / 2, side, side], -1)      # (4 magnifications, 4)
-    boxes = boxes[ORDERS.to(x.device)[labels]]                                    # (B, 4 quadrants, 4)
+    boxes = boxes[orders.to(x.device)[labels]]                                    # (B, 4 quadrants, 4)
     grid = box_grid(boxes, (h, w), (tile, tile))                                  # (B, 4, t, t, 2)
     grid = grid.view(b, 2, 2, tile, tile, 2).permute(0, 1, 3, 2, 4, 5).reshape(b, 2 * tile, 2 * tile, 2)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
@@ -41,10 +43,11 @@ class Jigmag(PretextMethod):
         super().__init__(backbone, mean, std)
         self.tile = int(resolution) // 2
         self.head = nn.Linear(FEATURE_DIM, len(ORDERS))
+        self.register_buffer("orders", ORDERS.clone(), persistent=False)
 
     def make_inputs(self, x, generator=None):
         labels = torch.randint(0, len(ORDERS), (x.shape[0],), generator=generator, device=x.device)
-        return make_jigmag(random_hflip(x, 0.5, generator), labels, self.tile), labels
+        return make_jigmag(random_hflip(x, 0.5, generator), labels, self.tile, self.orders), labels
 
     def forward(self, inputs):
         return self.head(self.backbone(self.normalize(inputs)))
