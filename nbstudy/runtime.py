@@ -1,7 +1,8 @@
 """Where and how to compute: device choice, seeding, mixed precision.
 
-On CUDA the defaults are bf16 autocast, channels_last and cudnn.benchmark; on the
-CPU everything runs in fp32, so tests and laptops get the same code path.
+On CUDA the defaults are bf16 autocast, channels_last and cudnn.benchmark (torch.compile
+is a run parameter); on the CPU everything runs in fp32, so tests and laptops get the same
+code path.
 """
 
 from __future__ import annotations
@@ -49,6 +50,16 @@ def autocast(device: torch.device, enabled: bool = True):
     if enabled and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def compile_model(model: torch.nn.Module, enabled: bool) -> torch.nn.Module:
+    """torch.compile the module's forward in place (its state_dict keys stay the same), if enabled.
+
+    Worth it for long GPU runs: the first steps pay some tens of seconds of compilation.
+    """
+    if enabled:
+        model.compile()
+    return model
 
 
 def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:

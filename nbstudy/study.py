@@ -35,7 +35,7 @@ from nbstudy.noise import KINDS as NOISE_KINDS
 
 REQUIRED = object()
 
-TOP = {"name": REQUIRED, "device": "auto", "dataset": REQUIRED, "pretrain": None, "train": REQUIRED, "analysis": [],
+TOP = {"name": REQUIRED, "device": "auto", "torch_compile": False, "dataset": REQUIRED, "pretrain": None, "train": REQUIRED, "analysis": [],
        "resources": {}}
 DATASET = {"name": REQUIRED, "data_path": None, "options": {}, "resolution": REQUIRED, "stem": "auto"}
 PRETRAIN_HPARAMS = {"epochs": REQUIRED, "batch_size": 256, "lr": 1e-3, "weight_decay": 1e-4, "optimizer": "adam",
@@ -75,6 +75,7 @@ VALUES = {
     "resolution": (lambda v: _whole(v) and v >= 1, "a whole number of pixels"),
     "stem": (lambda v: v in ("auto", "imagenet", "small"), "auto, imagenet or small"),
     "device": (lambda v: isinstance(v, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", v), "auto, cpu, cuda or cuda:N"),
+    "torch_compile": (lambda v: isinstance(v, bool), "true or false"),
     "num_cpus": (lambda v: _number(v) and v >= 0, "a number >= 0"),
     "num_gpus": (lambda v: _number(v) and v >= 0 and (v <= 1 or v == int(v)),
                  "a number >= 0, a whole one above 1 (Ray shares a GPU only as fractions of one)"),
@@ -281,7 +282,7 @@ def expand(study: dict, study_dir, notebooks) -> list[Run]:
     data = {"dataset": ds["name"], "data_path": ds["data_path"], "dataset_options": ds["options"],
             "resolution": ds["resolution"], "stem": ds["stem"]}
     data_path = None if ds["data_path"] is None else str(Path(ds["data_path"]).expanduser().resolve())
-    common = {"data_path": data_path, "device": study["device"]}
+    common = {"data_path": data_path, "device": study["device"], "torch_compile": study["torch_compile"]}
 
     pretrain = {}
     for method, hparams in study["pretrain"]["methods"].items():

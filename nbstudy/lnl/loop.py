@@ -41,7 +41,7 @@ from nbstudy.evaluate import classification_metrics, predict
 from nbstudy.loader import BatchLoader
 from nbstudy.lnl import records
 from nbstudy.models import STEMS, Classifier, first_layer_filters, use_small_stem
-from nbstudy.runtime import autocast, configure, prepare_model, resolve_device, seed_everything
+from nbstudy.runtime import autocast, compile_model, configure, prepare_model, resolve_device, seed_everything
 
 # The parameter contract shared with the notebook and the study runner.
 DEFAULTS = {
@@ -66,11 +66,12 @@ DEFAULTS = {
     "keep_checkpoint": False,  # the checkpoint is deleted once the records are written
     "deterministic": False,
     "device": "auto",
+    "torch_compile": False,    # torch.compile the networks (GPU runs: faster after a slow first epoch)
     "output_dir": "outputs/train",
     "progress": True,
 }
 # Parameters that may change between a run and its resumption.
-RESUMABLE_CHANGES = ("device", "output_dir", "checkpoint_every", "keep_checkpoint", "progress")
+RESUMABLE_CHANGES = ("device", "torch_compile", "output_dir", "checkpoint_every", "keep_checkpoint", "progress")
 CHECKPOINT_FILE = "checkpoint.pt"
 CHECKPOINT_FORMAT = "nbstudy-train-state/1"
 
@@ -266,7 +267,7 @@ def resolve_params(params: dict | None, kwargs: dict) -> dict:
     for name in ("dataset_options", "method_options", "noise_options"):
         if not isinstance(p[name], dict):
             raise NbstudyError(f"{name} must be a dict (got {type(p[name]).__name__}): e.g. {name}={{}}")
-    for name in ("keep_checkpoint", "deterministic", "progress"):
+    for name in ("keep_checkpoint", "deterministic", "progress", "torch_compile"):
         if not isinstance(p[name], bool):
             raise NbstudyError(f"{name} must be True or False, got {p[name]!r}")
     if not isinstance(p["init"], str) or not p["init"]:
@@ -341,7 +342,7 @@ def _build(setup: Setup, device) -> Context:
         net = Classifier(ds.num_classes, small_stem=small)
         if p["init"] != "random":
             load_backbone(net.backbone, p["init"], ds.resolution)
-        nets.append(prepare_model(net, device))
+        nets.append(compile_model(prepare_model(net, device), p["torch_compile"]))
     lr = p["lr"] if p["lr"] is not None else method.lr
     mean, std = augment.channel_stats(ds.mean, ds.std, device)
     ctx = Context(nets=nets, optimizers=[], images=ds.train_images, labels=setup.noisy_labels,

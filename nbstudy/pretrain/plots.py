@@ -1,8 +1,10 @@
-"""Figures for the pretraining notebook: what the network is shown, and how training went."""
+"""Figures for the pretraining notebook: what the network is shown, and how training went.
+
+matplotlib is imported when a figure is drawn, so training needs no plotting library.
+"""
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
@@ -11,6 +13,8 @@ from nbstudy import augment
 
 def show_examples(method, images, n: int = 4, seed: int = 0):
     """The first n images next to the inputs `method` makes from them (views, rotations, puzzles), with targets."""
+    import matplotlib.pyplot as plt
+
     x = augment.to_float(torch.from_numpy(np.ascontiguousarray(images[:n])).permute(0, 3, 1, 2))
     x = x.to(method.mean.device)
     with torch.no_grad():
@@ -31,6 +35,8 @@ def show_examples(method, images, n: int = 4, seed: int = 0):
 
 def plot_history(metrics: dict):
     """Loss and pretext accuracy per epoch, and the k-NN probe against its random-init baseline."""
+    import matplotlib.pyplot as plt
+
     h = metrics["history"]
     epochs = [r["epoch"] for r in h]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.5))

@@ -39,7 +39,7 @@ from nbstudy.pretrain.jigsaw import Jigsaw
 from nbstudy.pretrain.rotation import Rotation
 from nbstudy.pretrain.simclr import SimCLR
 from nbstudy.probe import knn_accuracy
-from nbstudy.runtime import autocast, configure, prepare_model, resolve_device, seed_everything
+from nbstudy.runtime import autocast, compile_model, configure, prepare_model, resolve_device, seed_everything
 
 METHODS = {cls.name: cls for cls in (SimCLR, Rotation, Jigsaw, Jigmag)}
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -50,11 +50,11 @@ DEFAULTS = {
     "optimizer": "adam", "momentum": 0.9, "warmup_epochs": None,
     "temperature": 0.5, "views": "auto", "view_options": {},
     "jigsaw_permutations": 100, "jigsaw_crop": 0.85, "jigsaw_tile": None,
-    "knn_k": 20, "probe_every": 0, "seed": 0, "device": "auto", "output_dir": "outputs/pretrain",
-    "resume": True, "progress": True,
+    "knn_k": 20, "probe_every": 0, "seed": 0, "device": "auto", "torch_compile": False,
+    "output_dir": "outputs/pretrain", "resume": True, "progress": True,
 }
 # Parameters that do not change the trained weights: a resumed run may differ in these.
-RUN_ONLY = ("device", "output_dir", "resume", "progress", "probe_every")
+RUN_ONLY = ("device", "torch_compile", "output_dir", "resume", "progress", "probe_every")
 KNN_TEMPERATURE = 0.07
 STATE_FILE, BACKBONE_FILE, METRICS_FILE = "pretrain_state.pt", "backbone.pt", "pretrain_metrics.json"
 
@@ -85,6 +85,8 @@ def check_params(params: dict) -> dict:
          "use None (the data's own) or a side in pixels >= 8")
     for name in ("dataset_options", "view_options"):
         need(isinstance(p[name], dict), name, "use a dict, e.g. {}")
+    for name in ("torch_compile", "resume", "progress"):
+        need(isinstance(p[name], bool), name, "use True or False")
     return p
 
 
@@ -205,6 +207,7 @@ def run_pretraining(params: dict | None = None, *, data=None, **kwargs) -> Path:
                    f"{'small' if method.backbone.small_stem else 'imagenet'} stem, {device}): "
                    f"random-init k-NN accuracy {random_probe:.3f}")
 
+    compile_model(method, p["torch_compile"])
     loader = BatchLoader(data.train_images, batch_size=p["batch_size"], shuffle=True, seed=p["seed"], device=device)
     for epoch in range(start, p["epochs"]):
         t0 = time.perf_counter()
