@@ -324,6 +324,27 @@ def view_libraries(side, device, batch: int, repeat: int) -> dict:
     return out
 
 
+def view_stages(side, device, batch: int, repeat: int) -> dict:
+    """Images per second of each stage of SimCLR's views (the profile its side gets), on a resident batch."""
+    profile = augment.view_profile("auto", side)
+    gen = torch.Generator(device=device).manual_seed(0)
+    x = augment.to_float(torch.randint(0, 256, (batch, 3, side, side), dtype=torch.uint8, device=device))
+    stages = {
+        "crop": lambda: augment.random_resized_crop(x, None, profile.crop_scale, profile.crop_ratio, gen),
+        "flip": lambda: augment.random_hflip(x, profile.hflip_p, gen),
+        "jitter": lambda: augment.color_jitter(x, *profile.jitter, p=profile.jitter_p, generator=gen),
+        "grayscale": lambda: augment.random_grayscale(x, profile.gray_p, gen),
+        "blur": lambda: augment.gaussian_blur(x, augment.blur_kernel_size(side, profile.blur_fraction),
+                                              profile.blur_sigma, max(profile.blur_p, 1.0), gen),
+        "all": lambda: augment.simclr_view(x, profile, gen),
+    }
+    out = {"profile_blur_p": profile.blur_p, "batch": batch}
+    for name, fn in stages.items():
+        fn()
+        out[f"{name}_img_s"] = batch / timed(fn, device, repeat)
+    return out
+
+
 def compiled_ce(images, side, device, args) -> dict:
     """CE's bare step and epoch with the network torch.compile'd (the `torch_compile` run parameter)."""
     ctx = lnl_context("ce", images, side, device, 1)
@@ -429,6 +450,8 @@ def main(argv=None) -> None:
     if not args.no_libraries:
         for side in sizes:
             attempt("view_libraries", lambda: view_libraries(side, device, 256, 10), side=side)
+    for side in sizes:
+        attempt("view_stages", lambda: view_stages(side, device, 512, 10), side=side)
     if not args.no_compile:
         images = make_cache(work / f"cache_{big_side}_{counts.get(big_side, 4096)}.npy",
                             counts.get(big_side, 4096), big_side)

@@ -165,7 +165,9 @@ def color_jitter(x: torch.Tensor, brightness=0.8, contrast=0.8, saturation=0.8, 
     """torchvision's ColorJitter under RandomApply(p), per sample: own factors and own random order of the four.
 
     Factors are drawn as torchvision does: U(max(0, 1 - s), 1 + s) for brightness, contrast and
-    saturation, U(-hue, hue) for the hue shift. Each op runs once on the samples whose turn it is.
+    saturation, U(-hue, hue) for the hue shift. At each of the four steps the batch is sorted by
+    the op each sample does then, so every op runs once, on a contiguous slice; the slice sizes
+    are read back in one transfer (not one wait for the GPU per op).
     """
     b, dev = x.shape[0], x.device
     apply = torch.rand(b, device=dev, generator=generator) < p
@@ -174,15 +176,24 @@ def color_jitter(x: torch.Tensor, brightness=0.8, contrast=0.8, saturation=0.8, 
         low, high = (centre - s, centre + s) if centre == 0 else (max(0.0, 1 - s), 1 + s)
         return torch.empty(b, 1, 1, 1, device=dev).uniform_(low, high, generator=generator)
 
-    ops = [(adjust_brightness, factor(brightness, 1)), (adjust_contrast, factor(contrast, 1)),
-           (adjust_saturation, factor(saturation, 1)), (adjust_hue, factor(hue, 0))]
+    ops = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
+    factors = torch.cat([factor(brightness, 1), factor(contrast, 1), factor(saturation, 1), factor(hue, 0)], 1)
     order = torch.rand(b, 4, device=dev, generator=generator).argsort(1)
-    x = x.clone()
+    op_at = torch.where(apply[:, None], order, len(ops))            # (B, step): op index, 4 = none
+    counts = F.one_hot(op_at, len(ops) + 1).sum(0).tolist()            # (step, op) slice sizes: the one sync
+    where = torch.arange(b, device=dev)                                 # original index of each row
     for step in range(4):
-        for k, (op, f) in enumerate(ops):
-            idx = ((order[:, step] == k) & apply).nonzero().squeeze(1)
-            x.index_copy_(0, idx, op(x.index_select(0, idx), f.index_select(0, idx)))
-    return x
+        perm = op_at[:, step].argsort(stable=True)
+        x, factors, op_at, where = x[perm], factors[perm], op_at[perm], where[perm]
+        start = 0
+        for k, op in enumerate(ops):
+            n = counts[step][k]
+            if n:
+                x[start:start + n] = op(x[start:start + n], factors[start:start + n, k:k + 1])
+            start += n
+    out = torch.empty_like(x)
+    out[where] = x
+    return out
 
 
 def random_grayscale(x: torch.Tensor, p: float = 0.2, generator=None) -> torch.Tensor:

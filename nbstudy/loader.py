@@ -3,7 +3,7 @@
 No per-image Python decode and no DataLoader workers: a batch is one fancy-index
 gather on the host (indices sorted, which keeps memmap reads sequential), one
 copy to the device as uint8 (gathered straight into pinned memory and copied
-non-blocking on CUDA), and augmentation happens on the device, batched (see
+on a side stream on CUDA), and augmentation happens on the device, batched (see
 `nbstudy.augment`). Background threads gather the next batches while the
 current one computes.
 
@@ -51,6 +51,7 @@ class BatchLoader:
         self.indices = np.arange(len(images)) if indices is None else np.asarray(indices, dtype=np.int64)
         self.workers = max(1, min(4, os.cpu_count() or 1) if workers is None else int(workers))
         self.epoch = 0
+        self._stream = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -76,11 +77,20 @@ class BatchLoader:
         return x, host
 
     def _to_device(self, gathered):
+        """On CUDA the copies run on a side stream, alongside the kernels still queued for the last batch."""
         x, host = gathered
-        nb = self.device.type == "cuda"
-        x = x.to(self.device, non_blocking=nb).permute(0, 3, 1, 2)
-        rest = [t.to(self.device, non_blocking=nb) for t in host]
-        return (rest[0], x, *rest[1:])
+        if self.device.type != "cuda":
+            return (host[0], x.permute(0, 3, 1, 2), *host[1:])
+        if self._stream is None:
+            self._stream = torch.cuda.Stream(self.device)
+        main = torch.cuda.current_stream(self.device)
+        with torch.cuda.stream(self._stream):
+            moved = [t.to(self.device, non_blocking=True) for t in (x, *host)]
+        main.wait_stream(self._stream)
+        for t in moved:
+            t.record_stream(main)   # the allocator must not reuse this memory before main is done with it
+        x, idx, *rest = moved
+        return (idx, x.permute(0, 3, 1, 2), *rest)
 
     def __iter__(self):
         chunks = list(self._chunks())

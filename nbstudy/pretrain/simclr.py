@@ -47,9 +47,11 @@ class SimCLR(PretextMethod):
         self.head = nn.Sequential(nn.Linear(FEATURE_DIM, 512), nn.ReLU(inplace=True), nn.Linear(512, 128))
 
     def make_inputs(self, x, generator=None):
-        """Both views of every image, stacked: (2B, 3, H, W); no targets (the pairing is positional)."""
-        return torch.cat([augment.simclr_view(x, self.profile, generator),
-                          augment.simclr_view(x, self.profile, generator)]), None
+        """Both views of every image, stacked: (2B, 3, H, W); no targets (the pairing is positional).
+
+        Made in one call on the doubled batch (each sample draws its own parameters): half the
+        kernel launches of two calls, which is what bounds augmentation on small images."""
+        return augment.simclr_view(torch.cat([x, x]), self.profile, generator), None
 
     def forward(self, inputs):
         return self.head(self.backbone(self.normalize(inputs)))
