@@ -4,6 +4,7 @@ Not part of the test suite. Run on a GPU machine (it runs on the CPU too, slowly
 
     python benchmarks/throughput.py --out results.json          # everything, a few minutes on an H100
     python benchmarks/throughput.py --sizes 28 --methods ce     # one cell
+    python benchmarks/throughput.py --table results.json        # the table for docs/benchmarks.md
 
 For each method and image side it measures, in one process:
 - bare: the training step alone on a batch already on the device (no data path, no
@@ -384,6 +385,19 @@ def big_cache(work: Path, n: int, side: int, device) -> dict:
             "rss_file_gb": after.get("RssFile")}
 
 
+def markdown(rows: list) -> str:
+    """The throughput rows of a results file as a Markdown table (what docs/benchmarks.md shows)."""
+    lines = ["| method | side | batch | bare step img/s | end-to-end img/s | ratio | augmentation alone img/s "
+             "| data path alone img/s | epoch of 100K images | peak GPU memory |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r.get("kind") == "throughput" and "error" not in r:
+            lines.append(f"| {r['method']} | {r['side']} | {r['batch']} | {r['bare_img_s']:,.0f} | {r['e2e_img_s']:,.0f} "
+                         f"| {r['ratio']:.2f} | {r['augment_img_s']:,.0f} | {r['data_path_img_s']:,.0f} "
+                         f"| {r['epoch_100k_s']:.1f} s | {r.get('peak_gpu_gb', float('nan')):.1f} GB |")
+    return "\n".join(lines)
+
+
 # --- driver -----------------------------------------------------------------------------------------
 
 def main(argv=None) -> None:
@@ -402,7 +416,11 @@ def main(argv=None) -> None:
     ap.add_argument("--workdir", default=None, help="where the cache files go (default: a temporary folder)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--out", default=None, help="also write the results as JSON lines here")
+    ap.add_argument("--table", default=None, metavar="RESULTS", help="print a results file as a Markdown table, and stop")
     args = ap.parse_args(argv)
+    if args.table:
+        print(markdown([json.loads(line) for line in Path(args.table).read_text().splitlines() if line.strip()]))
+        return
     device = torch.device(args.device)
     configure(device)
     sizes = [int(s) for s in args.sizes.split(",")]

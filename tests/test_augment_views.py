@@ -100,3 +100,45 @@ def test_simclr_views_are_random_per_sample_and_seeded():
     assert torch.equal(a, A.simclr_view(x, profile, _gen(1)))
     assert not torch.equal(a, A.simclr_view(x, profile, _gen(2)))
     assert not torch.allclose(a[0], a[1])
+
+
+def _jitter_one_by_one(x, seed, s=(0.8, 0.8, 0.8, 0.2), p=0.8):
+    """The reference: the same random draws as color_jitter, then each sample's ops applied in its own order."""
+    g, b = _gen(seed), x.shape[0]
+    apply = torch.rand(b, generator=g) < p
+    factors = [torch.empty(b, 1, 1, 1).uniform_(max(0.0, 1 - v), 1 + v, generator=g) for v in s[:3]]
+    factors.append(torch.empty(b, 1, 1, 1).uniform_(-s[3], s[3], generator=g))
+    order = torch.rand(b, 4, generator=g).argsort(1)
+    ops = (A.adjust_brightness, A.adjust_contrast, A.adjust_saturation, A.adjust_hue)
+    out = []
+    for i in range(b):
+        xi = x[i:i + 1]
+        for k in (order[i].tolist() if apply[i] else []):
+            xi = ops[k](xi, factors[k][i:i + 1])
+        out.append(xi)
+    return torch.cat(out)
+
+
+def test_color_jitter_equals_applying_each_sample_in_its_own_order():
+    x = torch.rand(24, 3, 6, 6, generator=_gen(5))
+    torch.testing.assert_close(A.color_jitter(x, generator=_gen(9)), _jitter_one_by_one(x, 9), atol=1e-6, rtol=0)
+
+
+def test_flip_and_grayscale_rates_follow_p():
+    n = 4000
+    x = torch.rand(1, 3, 4, 4, generator=_gen()).expand(n, -1, -1, -1)
+    flipped = (A.random_hflip(x, 0.5, _gen(1)) != x).flatten(1).any(1).float().mean()
+    gray = (A.random_grayscale(x, 0.2, _gen(2)) != x).flatten(1).any(1).float().mean()
+    assert abs(flipped - 0.5) < 4 * (0.25 / n) ** 0.5 and abs(gray - 0.2) < 4 * (0.16 / n) ** 0.5
+
+
+def test_weak_crop_offsets_are_uniform_over_the_padding():
+    n, pad = 3000, 2
+    x = torch.zeros(n, 1, 8, 8)
+    x[:, :, 4, 4] = 1.0                                   # a dot: where it lands gives the offset
+    y = A.random_crop(x, pad, _gen(3))
+    rows, cols = y[:, 0].amax(2).argmax(1), y[:, 0].amax(1).argmax(1)
+    shifts = torch.stack([4 - rows, 4 - cols], 1) + pad   # 0..2 pad
+    counts = torch.bincount(shifts.flatten(), minlength=2 * pad + 1).float() / (2 * n)
+    assert shifts.min() >= 0 and shifts.max() <= 2 * pad
+    assert (counts - 1 / (2 * pad + 1)).abs().max() < 0.03

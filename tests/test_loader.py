@@ -52,3 +52,13 @@ def test_weak_augmentation_keeps_shape_and_content_range():
     flipped = augment.random_hflip(x, p=1.0, generator=g)
     assert torch.equal(flipped, x.flip(-1))
     assert torch.equal(augment.random_crop(x, 0, g), x)
+
+
+def test_same_batches_whatever_the_number_of_gather_threads():
+    imgs = np.random.default_rng(0).integers(0, 256, (23, 5, 5, 3), dtype=np.uint8)
+    runs = [[(i.tolist(), x.clone()) for i, x in BatchLoader(imgs, batch_size=4, shuffle=True, seed=1, workers=w)]
+            for w in (1, 3)]
+    assert [i for i, _ in runs[0]] == [i for i, _ in runs[1]]
+    assert all(torch.equal(a, b) for (_, a), (_, b) in zip(*runs))
+    _, x = runs[0][0]
+    assert torch.equal(x, torch.from_numpy(imgs[runs[0][0][0]]).permute(0, 3, 1, 2))   # NCHW view of NHWC bytes

@@ -139,3 +139,10 @@ def test_jigsaw_runs_one_shared_trunk_over_nine_tiles():
     tiles, _ = method.make_inputs(torch.rand(2, 3, 32, 32, generator=_gen()), _gen())
     assert method(tiles).shape == (2, 100) and calls == [torch.Size([18, 3, 8, 8])]
     assert len(method.metadata()["jigsaw"]["permutations"]) == 100
+
+
+def test_jigsaw_labels_are_uniform_over_the_permutation_set():
+    method = Jigsaw(build_backbone(small_stem=True), MEAN, STD, resolution=12, jigsaw_permutations=10)
+    _, labels = method.make_inputs(torch.rand(4000, 3, 12, 12, generator=_gen()), _gen(1))
+    freq = torch.bincount(labels, minlength=10).float() / 4000
+    assert labels.min() >= 0 and labels.max() < 10 and (freq - 0.1).abs().max() < 0.02
