@@ -106,6 +106,18 @@ def corrupt_labels(labels, num_classes: int, rate: float, kind: str = "symmetric
     return noisy.astype(np.int64)
 
 
+def expected_noise_rate(clean, num_classes: int, rate: float, kind: str = "symmetric", **options) -> float:
+    """The fraction of labels the noise is expected to make wrong, given the clean labels' class mix.
+
+    Not the nominal rate: 'symmetric' noise at rate r can redraw the true class, so it makes
+    about r (K - 1) / K of the labels wrong. This is what a method told "the noise rate" (such as
+    Co-teaching's forget rate) should be told; it needs no knowledge of which labels were hit.
+    """
+    t = transition_matrix(num_classes, rate, kind, **options)
+    prior = np.bincount(np.asarray(clean).reshape(-1), minlength=int(num_classes)) / max(1, np.asarray(clean).size)
+    return float(1.0 - prior @ np.diag(t))
+
+
 def noise_mask(clean, noisy) -> np.ndarray:
     """Boolean mask of samples whose label is wrong."""
     return np.asarray(clean).reshape(-1) != np.asarray(noisy).reshape(-1)

@@ -122,3 +122,13 @@ def test_losses_and_penalties():
     assert dm.prior_penalty(logits).item() == pytest.approx(0.0, abs=1e-6)      # balanced batch
     assert dm.prior_penalty(torch.tensor([[5.0, 0.0], [5.0, 0.0]])).item() > 0.5  # collapsed batch
     assert dm.neg_entropy(torch.zeros(1, 2)).item() == pytest.approx(-np.log(2))
+
+
+def test_coteaching_forgets_the_expected_fraction_of_wrong_labels_by_default():
+    from nbstudy.lnl import prepare
+
+    small = dict(method="coteaching", noise_rate=0.6, dataset_options=dict(num_classes=4, per_class=20, test_per_class=5),
+                 resolution=16, stem="imagenet", batch_size=8)
+    assert prepare(small).options["forget_rate"] == pytest.approx(0.45)          # symmetric: 0.6 * 3 / 4
+    assert prepare(small, noise_kind="symmetric_exclusive").options["forget_rate"] == pytest.approx(0.6)
+    assert prepare(small, method_options={"forget_rate": 0.3}).options["forget_rate"] == 0.3

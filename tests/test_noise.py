@@ -82,3 +82,17 @@ def test_bad_matrix_and_kind_errors():
 def test_exclusive_noise_warns_at_the_unlearnable_limit():
     with pytest.warns(UserWarning, match=r"\(K-1\)/K"):
         corrupt_labels(np.array([0, 1, 2]), 3, 0.7, "symmetric_exclusive")
+
+
+def test_expected_noise_rate_counts_only_labels_made_wrong():
+    from nbstudy.noise import expected_noise_rate
+
+    clean = np.repeat(np.arange(4), 25)
+    assert expected_noise_rate(clean, 4, 0.6, "symmetric") == pytest.approx(0.6 * 3 / 4)
+    assert expected_noise_rate(clean, 4, 0.6, "symmetric_exclusive") == pytest.approx(0.6)
+    assert expected_noise_rate(clean, 4, 0.3, "pairflip") == pytest.approx(0.3)
+    skewed = np.array([0] * 90 + [1] * 10)     # the class mix matters when rows differ
+    m = np.array([[0.5, 0.5], [0.0, 1.0]])
+    assert expected_noise_rate(skewed, 2, 0.0, "matrix", matrix=m) == pytest.approx(0.45)
+    labels = corrupt_labels(np.repeat(np.arange(4), 2500), 4, 0.6, "symmetric", seed=0)
+    assert actual_noise_rate(np.repeat(np.arange(4), 2500), labels) == pytest.approx(0.45, abs=0.015)

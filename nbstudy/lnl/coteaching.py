@@ -4,7 +4,12 @@ Per batch each network ranks the samples by its own loss and keeps the
 (1 - forget_rate(t)) smallest (small loss ~ probably clean); network A is
 updated on the samples B kept and B on those A kept, so their different
 mistakes do not reinforce themselves. forget_rate(t) ramps linearly from 0 to
-tau over the first num_gradual epochs; tau defaults to the nominal noise rate.
+tau over the first num_gradual epochs. tau defaults to the fraction of labels the
+noise is expected to make wrong (`noise.expected_noise_rate`): the rate itself for
+Co-teaching's own convention (symmetric_exclusive), r (K - 1) / K for DivideMix's
+symmetric noise, which can redraw the true class. Forgetting the nominal rate
+there throws away right labels: on the synthetic set at symmetric 0.6 (0.45 wrong)
+tau = 0.6 gave 0.50 test accuracy after 20 epochs, tau = 0.45 gave 0.75.
 
 Optimiser as in the official code: Adam lr 1e-3; from `decay_start` (a
 fraction of training; 80 of 200 epochs officially) the lr decays linearly
@@ -69,8 +74,9 @@ def check_options(opts: dict, params: dict) -> dict:
     check_option(opts, "forget_rate", 0.0, 0.99, none_ok=True)
     check_option(opts, "num_gradual", 1, None, integer=True)
     check_option(opts, "decay_start", 0.0, 1.0)
-    if opts["forget_rate"] is None:
-        opts = {**opts, "forget_rate": min(float(params["noise_rate"]), 0.99)}
+    if opts["forget_rate"] is None:  # tau = the fraction of wrong labels (Co-teaching's "noise rate")
+        expected = params.get("expected_noise_rate", params["noise_rate"])
+        opts = {**opts, "forget_rate": round(min(float(expected), 0.99), 6)}
     return opts
 
 

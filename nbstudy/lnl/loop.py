@@ -309,12 +309,14 @@ def prepare(params: dict | None = None, **kwargs) -> Setup:
 
     p = resolve_params(params, kwargs)
     method = METHODS[p["method"]]
-    opts = method_options(method, p["method_options"], p)
+    method_options(method, p["method_options"], p)   # a bad option fails before the data is read
     ds = load_dataset(p["dataset"], data_path=p["data_path"], resolution=p["resolution"], seed=p["seed"],
                       **p["dataset_options"])
     clean = np.asarray(ds.train_labels, dtype=np.int64)
     noisy = noise.corrupt_labels(clean, ds.num_classes, p["noise_rate"], p["noise_kind"], seed=p["seed"],
                                  **p["noise_options"])
+    expected = noise.expected_noise_rate(clean, ds.num_classes, p["noise_rate"], p["noise_kind"], **p["noise_options"])
+    opts = method_options(method, p["method_options"], {**p, "expected_noise_rate": expected})
     n = len(clean)
     order = np.random.default_rng([p["seed"], 1]).permutation(n)
     n_val = int(round(p["val_fraction"] * n))
