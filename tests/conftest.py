@@ -15,6 +15,16 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 @pytest.fixture
 def one_torch_thread():
     """One torch thread: results repeat bit for bit only at a fixed thread count, and one is fastest on a busy CPU."""
+    yield from _one_thread()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread_module():
+    """one_torch_thread for a module-scoped fixture (a whole training run shared by several tests)."""
+    yield from _one_thread()
+
+
+def _one_thread():
     import torch
 
     before = torch.get_num_threads()
