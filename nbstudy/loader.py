@@ -93,13 +93,12 @@ class BatchLoader:
         return (idx, x.permute(0, 3, 1, 2), *rest)
 
     def __iter__(self):
-        chunks = list(self._chunks())
+        """Keep `workers` batches gathering while the current one is used."""
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            pending = deque(pool.submit(self._gather, c) for c in chunks[:self.workers])
-            for nxt in chunks[self.workers:] + [None] * self.workers:
-                if not pending:
-                    return
-                gathered = pending.popleft().result()
-                if nxt is not None:
-                    pending.append(pool.submit(self._gather, nxt))
-                yield self._to_device(gathered)
+            pending = deque()
+            for chunk in self._chunks():
+                pending.append(pool.submit(self._gather, chunk))
+                if len(pending) > self.workers:
+                    yield self._to_device(pending.popleft().result())
+            while pending:
+                yield self._to_device(pending.popleft().result())
