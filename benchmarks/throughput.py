@@ -48,8 +48,8 @@ from nbstudy.lnl.loop import Context  # noqa: E402
 from nbstudy.loader import BatchLoader  # noqa: E402
 from nbstudy.models import Classifier, build_backbone  # noqa: E402
 from nbstudy.pretrain.run import METHODS as PRETRAIN, DEFAULTS as PRETRAIN_DEFAULTS  # noqa: E402
-from nbstudy.pretrain.run import make_optimizer, train_epoch  # noqa: E402
-from nbstudy.runtime import autocast, configure, prepare_model  # noqa: E402
+from nbstudy.pretrain.run import make_optimizer, train_epoch, train_step  # noqa: E402
+from nbstudy.runtime import configure, prepare_model  # noqa: E402
 
 LNL = {"ce": ce.METHOD, "coteaching": coteaching.METHOD, "dividemix": dividemix.METHOD}
 ALL = (*PRETRAIN, *LNL)
@@ -113,12 +113,7 @@ def pretrain_bench(name, images, side, device, args) -> dict:
     inputs, targets = method.make_inputs(x, gen)
 
     def step():
-        with autocast(device):
-            out = method(inputs)
-        loss, _ = method.loss(out, targets)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        train_step(method, inputs, targets, opt, device)
 
     def augment_only():
         method.make_inputs(x, gen)
@@ -271,12 +266,7 @@ def reference_pipeline(side, device, n_files: int, workers: int) -> dict:
 
     def e2e():
         for v1, v2 in loader:
-            with autocast(device):
-                out = method(torch.cat([v1, v2]).to(device, non_blocking=True))
-            loss, _ = method.loss(out)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            train_step(method, torch.cat([v1, v2]).to(device, non_blocking=True), None, opt, device)
     t_e2e = timed(e2e, device)
     return {"loader_img_s": n / t_loader, "e2e_img_s": n / t_e2e, "workers": workers, "files": n_files}
 

@@ -135,6 +135,17 @@ def epoch_generator(device: torch.device, seed: int, epoch: int) -> torch.Genera
     return g
 
 
+def train_step(method, inputs, targets, optimizer, device):
+    """One optimisation step on ready inputs; returns (loss, pretext accuracy) as tensors (no GPU wait)."""
+    with autocast(device):
+        outputs = method(inputs)
+    loss, acc = method.loss(outputs, targets)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss, acc
+
+
 def train_epoch(method, loader, optimizer, scheduler, generator, device, desc: str, progress: bool) -> dict:
     """One pass over the data; returns the sample-weighted mean pretext loss and accuracy."""
     method.train()
@@ -145,13 +156,7 @@ def train_epoch(method, loader, optimizer, scheduler, generator, device, desc: s
     for step, (_, x) in enumerate(bar):
         if x.shape[0] < 2:
             continue
-        inputs, targets = method.make_inputs(augment.to_float(x), generator)
-        with autocast(device):
-            outputs = method(inputs)
-        loss, acc = method.loss(outputs, targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        loss, acc = train_step(method, *method.make_inputs(augment.to_float(x), generator), optimizer, device)
         scheduler.step()
         total_loss += loss.detach() * x.shape[0]
         total_acc += acc.detach() * x.shape[0]
