@@ -123,9 +123,10 @@ def load_dataset(name: str, data_path: str | None = None, resolution: int | None
 # ---------------------------------------------------------------------------- synthetic
 
 def load_synthetic(data_path, resolution, seed, cache_dir, *, num_classes=4, per_class=150,
-                   test_per_class=100, image_size=None) -> Dataset:
+                   test_per_class=100, image_size=None, perspective=0.0) -> Dataset:
     """The built-in procedural texture set (nbstudy.synthetic); cheap, so not cached.
-    `image_size` is another name for `resolution`; default 32."""
+    `image_size` is another name for `resolution`; default 32. `perspective` > 0 tilts the
+    textures so that position shows (what the jigsaw puzzle needs); 0, the default, is flat."""
     if image_size is not None and resolution is not None and image_size != resolution:
         raise NbstudyError(f"image_size={image_size} and resolution={resolution} disagree: give only one")
     size = image_size or resolution or 32
@@ -134,9 +135,13 @@ def load_synthetic(data_path, resolution, seed, cache_dir, *, num_classes=4, per
     if per_class < 1 or test_per_class < 1 or size < 8:
         raise NbstudyError(f"per_class and test_per_class must be >= 1 and the image size >= 8, got "
                            f"{per_class}, {test_per_class}, {size}")
-    train_x, train_y, test_x, test_y, names = make_synthetic(num_classes, per_class, test_per_class, size, seed)
+    if not 0 <= perspective <= 3:
+        raise NbstudyError(f"perspective={perspective} is out of range: use 0 (flat) to 3, e.g. 1")
+    train_x, train_y, test_x, test_y, names = make_synthetic(num_classes, per_class, test_per_class, size, seed,
+                                                             float(perspective))
+    tilt = f", perspective {perspective:g}" if perspective else ""
     return Dataset("synthetic", names, train_x, train_y, test_x, test_y, synthetic=True,
-                   source=f"built-in procedural textures (nbstudy.synthetic), seed {seed}")
+                   source=f"built-in procedural textures (nbstudy.synthetic), seed {seed}{tilt}")
 
 
 # ---------------------------------------------------------------------------- NCT-CRC-HE

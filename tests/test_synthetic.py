@@ -79,3 +79,29 @@ def test_learnable_from_texture_but_not_from_raw_pixels():
     assert texture - pixels > 0.15
     # Classes are closed under horizontal flip (SimCLR flips): flipped test images score the same.
     assert abs(_ridge_accuracy(_spectrum, ds, flip_test=True) - texture) < 0.1
+
+
+def _top_bottom_detail(images):
+    """Mean absolute pixel difference (fine detail) in the top third over the bottom third."""
+    gray = images.astype(np.float32).mean(-1)
+    detail = np.abs(np.diff(gray, axis=1))[:, :, :-1] + np.abs(np.diff(gray, axis=2))[:, :-1, :]
+    third = detail.shape[1] // 3
+    return detail[:, :third].mean() / detail[:, -third:].mean()
+
+
+def test_perspective_makes_position_show_and_keeps_the_classes():
+    flat = load_dataset("synthetic", resolution=64, per_class=40, test_per_class=40)
+    tilted = load_dataset("synthetic", resolution=64, per_class=40, test_per_class=40, perspective=1.0)
+    assert np.array_equal(flat.train_images, load_dataset("synthetic", resolution=64, per_class=40,
+                                                          test_per_class=40, perspective=0).train_images)
+    assert 0.9 < _top_bottom_detail(flat.train_images) < 1.1          # stationary: no place shows
+    assert _top_bottom_detail(tilted.train_images) > 1.2              # finer pattern at the far top (1.38)
+    assert "perspective 1" in tilted.source
+    texture = _ridge_accuracy(_spectrum, tilted)
+    assert texture > 0.4 and abs(_ridge_accuracy(_spectrum, tilted, flip_test=True) - texture) < 0.1
+
+
+@pytest.mark.parametrize("perspective", [-0.5, 3.5])
+def test_perspective_out_of_range_is_a_user_error(perspective):
+    with pytest.raises(NbstudyError, match="perspective"):
+        load_dataset("synthetic", perspective=perspective, per_class=2, test_per_class=2)
