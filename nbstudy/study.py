@@ -37,7 +37,7 @@ REQUIRED = object()
 
 TOP = {"name": REQUIRED, "device": "auto", "torch_compile": False, "dataset": REQUIRED, "pretrain": None, "train": REQUIRED, "analysis": [],
        "resources": {}}
-DATASET = {"name": REQUIRED, "data_path": None, "options": {}, "resolution": REQUIRED, "stem": "auto"}
+DATASET = {"name": REQUIRED, "data_path": None, "options": {}, "resolution": REQUIRED, "stem": "auto", "seed": 0}
 PRETRAIN_HPARAMS = {"epochs": REQUIRED, "batch_size": 256, "lr": 1e-3, "weight_decay": 1e-4, "optimizer": "adam",
                     "temperature": 0.07, "probe_every": 0, "seed": 0}
 TRAIN_GRID = {"inits": None, "methods": REQUIRED, "noise_kinds": ["symmetric"], "noise_rates": REQUIRED, "seeds": [0]}
@@ -280,7 +280,7 @@ def expand(study: dict, study_dir, notebooks) -> list[Run]:
     study_dir, notebooks = Path(study_dir).resolve(), Path(notebooks).resolve()
     ds = study["dataset"]
     data = {"dataset": ds["name"], "data_path": ds["data_path"], "dataset_options": ds["options"],
-            "resolution": ds["resolution"], "stem": ds["stem"]}
+            "data_seed": ds["seed"], "resolution": ds["resolution"], "stem": ds["stem"]}
     data_path = None if ds["data_path"] is None else str(Path(ds["data_path"]).expanduser().resolve())
     common = {"data_path": data_path, "device": study["device"], "torch_compile": study["torch_compile"]}
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from nbstudy.errors import NbstudyError
 from nbstudy.lnl import coteaching as ct
 from nbstudy.lnl import dividemix as dm
 from nbstudy.lnl.ce import step_lr
@@ -132,3 +133,18 @@ def test_coteaching_forgets_the_expected_fraction_of_wrong_labels_by_default():
     assert prepare(small).options["forget_rate"] == pytest.approx(0.45)          # symmetric: 0.6 * 3 / 4
     assert prepare(small, noise_kind="symmetric_exclusive").options["forget_rate"] == pytest.approx(0.6)
     assert prepare(small, method_options={"forget_rate": 0.3}).options["forget_rate"] == 0.3
+
+
+def test_seeds_share_the_data_and_data_seed_changes_it():
+    """A study's seeds differ in noise, init and order, never in which images are train and test."""
+    from nbstudy.lnl import prepare
+
+    small = dict(dataset_options=dict(num_classes=3, per_class=10, test_per_class=5), resolution=16, noise_rate=0.5,
+                 stem="imagenet", batch_size=8)
+    a, b, other = prepare(small, seed=0), prepare(small, seed=1), prepare(small, seed=0, data_seed=1)
+    assert np.array_equal(a.dataset.train_images, b.dataset.train_images)
+    assert np.array_equal(a.dataset.test_images, b.dataset.test_images)
+    assert not np.array_equal(a.noisy_labels, b.noisy_labels)
+    assert not np.array_equal(a.dataset.test_images, other.dataset.test_images)
+    with pytest.raises(NbstudyError, match="data_seed"):
+        prepare(small, data_seed=-1)

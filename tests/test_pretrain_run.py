@@ -27,10 +27,19 @@ def test_parameters_are_checked_with_one_line_errors():
     for bad, pattern in [({"method": "byol"}, "use one of simclr"), ({"epochs": 0}, "epochs=0"),
                          ({"epochs": 2.5}, "whole number"), ({"lr": -1}, "lr=-1"),
                          ({"optimizer": "lamb"}, "adam, adamw, sgd"), ({"temperature": 0}, "positive"),
-                         ({"warmup_epochs": 5, "epochs": 5}, "below epochs"), ({"batch_size": 1}, ">= 2")]:
+                         ({"warmup_epochs": 5, "epochs": 5}, "below epochs"), ({"batch_size": 1}, ">= 2"),
+                         ({"data_seed": -1}, "data_seed=-1")]:
         with pytest.raises(NbstudyError, match=pattern):
             check_params(bad)
     assert check_params({})["method"] == "simclr"
+
+
+def test_the_data_is_drawn_with_data_seed_not_the_run_seed(tiny_data):
+    """Every seed of a study sees the same images, so no test image was pretrained on."""
+    drawn = run_module._load_data(check_params({**TINY, "seed": 5}))
+    assert (drawn.train_images == tiny_data.train_images).all() and (drawn.test_images == tiny_data.test_images).all()
+    other = run_module._load_data(check_params({**TINY, "data_seed": 1}))
+    assert not (other.train_images == tiny_data.train_images).all()
 
 
 def test_checkpoint_round_trip_and_metrics(tmp_path, tiny_data):

@@ -50,7 +50,8 @@ def test_defaults_are_filled_and_inits_default_to_random_plus_every_pretraining(
     study = check_study(base())
     assert study["device"] == "auto" and study["analysis"] == []
     assert study["resources"] == {"pretrain": {}, "train": {}, "analysis": {}}
-    assert study["dataset"] == {"name": "synthetic", "data_path": None, "options": {}, "resolution": 32, "stem": "auto"}
+    assert study["dataset"] == {"name": "synthetic", "data_path": None, "options": {}, "resolution": 32, "stem": "auto",
+                                "seed": 0}
     assert study["pretrain"]["methods"]["simclr"] == {"epochs": 2, "batch_size": 256, "lr": 1e-3, "weight_decay": 1e-4,
                                                        "optimizer": "adam", "temperature": 0.07, "probe_every": 0,
                                                        "seed": 0}
@@ -250,3 +251,14 @@ def test_results_table_has_a_row_per_training_run_with_grid_and_metrics(tmp_path
     assert rows[2]["status"] == "skipped"
     assert not list(tmp_path.glob("t/.results.csv*"))  # no temporary file left behind
     assert path.stat().st_mode & 0o777 == 0o644  # readable by all, like a file written in place
+
+
+def test_every_run_of_a_study_draws_the_data_with_the_dataset_seed(tmp_path):
+    study = base()
+    study["train"]["seeds"] = [0, 1]
+    study["dataset"]["seed"] = 3
+    runs = expand(check_study(study), tmp_path / "o", tmp_path)
+    assert {r.params["data_seed"] for r in runs} == {3} and {r.params["seed"] for r in runs} == {0, 1}
+    assert "data_seed" in PRETRAIN
+    study["dataset"]["seed"] = "3"
+    assert "seed" in error(study)

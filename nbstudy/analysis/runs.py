@@ -224,4 +224,4 @@ def study_dataset(study: Study):
 
     p = read_run(study.runs.iloc[0]["run_dir"])["params"]
     return load_dataset(p["dataset"], data_path=p.get("data_path"), resolution=p.get("resolution"),
-                        seed=p.get("seed", 0), **(p.get("dataset_options") or {}))
+                        seed=p.get("data_seed", 0), **(p.get("dataset_options") or {}))

@@ -48,6 +48,7 @@ DEFAULTS = {
     "dataset": "synthetic",
     "data_path": None,
     "dataset_options": {},
+    "data_seed": 0,            # the dataset's draw, split and subsample: shared by every seed of a study
     "resolution": 32,
     "stem": "auto",
     "method": "ce",
@@ -258,6 +259,7 @@ def resolve_params(params: dict | None, kwargs: dict) -> dict:
     if p["resolution"] is not None:  # None: the dataset's own size
         _integer(p, "resolution", 8)
     _integer(p, "seed", 0)
+    _integer(p, "data_seed", 0)
     _integer(p, "record_every", 1)
     _integer(p, "checkpoint_every", 0)
     if p["batch_size"] is not None:
@@ -310,7 +312,7 @@ def prepare(params: dict | None = None, **kwargs) -> Setup:
     p = resolve_params(params, kwargs)
     method = METHODS[p["method"]]
     method_options(method, p["method_options"], p)   # a bad option fails before the data is read
-    ds = load_dataset(p["dataset"], data_path=p["data_path"], resolution=p["resolution"], seed=p["seed"],
+    ds = load_dataset(p["dataset"], data_path=p["data_path"], resolution=p["resolution"], seed=p["data_seed"],
                       **p["dataset_options"])
     clean = np.asarray(ds.train_labels, dtype=np.int64)
     noisy = noise.corrupt_labels(clean, ds.num_classes, p["noise_rate"], p["noise_kind"], seed=p["seed"],

@@ -45,8 +45,8 @@ METHODS = {cls.name: cls for cls in (SimCLR, Rotation, Jigsaw, Jigmag)}
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
 DEFAULTS = {
-    "dataset": "synthetic", "data_path": None, "dataset_options": {}, "resolution": 32, "stem": "auto",
-    "method": "simclr", "epochs": 20, "batch_size": 256, "lr": 1e-3, "weight_decay": 1e-4,
+    "dataset": "synthetic", "data_path": None, "dataset_options": {}, "data_seed": 0, "resolution": 32,
+    "stem": "auto", "method": "simclr", "epochs": 20, "batch_size": 256, "lr": 1e-3, "weight_decay": 1e-4,
     "optimizer": "adam", "momentum": 0.9, "warmup_epochs": None,
     "temperature": 0.5, "views": "auto", "view_options": {},
     "jigsaw_permutations": 100, "jigsaw_crop": 0.85, "jigsaw_tile": None,
@@ -72,7 +72,7 @@ def check_params(params: dict) -> dict:
 
     need(p["method"] in METHODS, "method", f"use one of {', '.join(METHODS)}")
     need(p["optimizer"] in OPTIMIZERS, "optimizer", f"use one of {', '.join(OPTIMIZERS)}")
-    for name, low in (("epochs", 1), ("batch_size", 2), ("knn_k", 1), ("probe_every", 0)):
+    for name, low in (("epochs", 1), ("batch_size", 2), ("knn_k", 1), ("probe_every", 0), ("data_seed", 0)):
         need(isinstance(p[name], int) and not isinstance(p[name], bool) and p[name] >= low, name,
              f"use a whole number >= {low}")
     for name in ("lr", "temperature"):
@@ -278,7 +278,7 @@ def _load_state(path: Path, key: dict) -> dict | None:
 def _load_data(p: dict):
     from nbstudy.data import load_dataset
 
-    return load_dataset(p["dataset"], data_path=p["data_path"], resolution=p["resolution"], seed=p["seed"],
+    return load_dataset(p["dataset"], data_path=p["data_path"], resolution=p["resolution"], seed=p["data_seed"],
                         **p["dataset_options"])
 
 
