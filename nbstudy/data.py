@@ -135,7 +135,7 @@ def load_synthetic(data_path, resolution, seed, cache_dir, *, num_classes=4, per
     if per_class < 1 or test_per_class < 1 or size < 8:
         raise NbstudyError(f"per_class and test_per_class must be >= 1 and the image size >= 8, got "
                            f"{per_class}, {test_per_class}, {size}")
-    if not 0 <= perspective <= 3:
+    if isinstance(perspective, bool) or not isinstance(perspective, (int, float)) or not 0 <= perspective <= 3:
         raise NbstudyError(f"perspective={perspective} is out of range: use 0 (flat) to 3, e.g. 1")
     train_x, train_y, test_x, test_y, names = make_synthetic(num_classes, per_class, test_per_class, size, seed,
                                                              float(perspective))

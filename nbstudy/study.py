@@ -66,7 +66,7 @@ VALUES = {
     "optimizer": (lambda v: isinstance(v, str), "a name such as adam"),
     "temperature": (lambda v: _number(v) and v > 0, "a number > 0"),
     "probe_every": (lambda v: _whole(v) and v >= 0, "a whole number >= 0"),
-    "seed": (_whole, "a whole number"),
+    "seed": (lambda v: _whole(v) and v >= 0, "a whole number >= 0"),
     "val_fraction": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
     "record_every": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
     "checkpoint_every": (lambda v: _whole(v) and v >= 0, "a whole number >= 0 (0: no checkpoints)"),
@@ -191,8 +191,8 @@ def _check_train(section, pretrained, where):
     t["noise_rates"] = [float(r) for r in t["noise_rates"]]
     t["seeds"] = _as_list(t["seeds"], f"{where}: seeds")
     for seed in t["seeds"]:
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise NbstudyError(f"{where}: seed {seed!r} is not an integer: give seeds such as [0, 1, 2]")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise NbstudyError(f"{where}: seed {seed!r} is not a whole number >= 0: give seeds such as [0, 1, 2]")
     return t
 
 

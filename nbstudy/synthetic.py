@@ -129,8 +129,9 @@ def _band_noise(n, size, rng, freq):
 def _tilt(sx, sy, k):
     """Pattern coordinates of a surface tilted away at the top: locally isotropic magnification
     m = exp(k (0.5 - sy)), so the pattern's scale shrinks by exp(k) upwards and lines converge."""
+    k = np.maximum(k, np.float32(1e-4))                      # tiny tilts: no division by ~0
     m = np.exp(k * (0.5 - sy))
-    y = np.exp(k / 2) * (1 - np.exp(-k * sy)) / k            # integral of m over the height: dy/dsy = m
+    y = np.exp(k / 2) * -np.expm1(-k * sy) / k               # integral of m over the height: dy/dsy = m
     x = 0.5 + (sx - 0.5) * m
     return x, y
 

@@ -250,3 +250,11 @@ def test_samples_figure_shows_each_class():
     fig = plots.samples_figure(_dataset(), per_class=3)
     assert [ax.get_ylabel() for ax in fig.axes[::3]] == ["stripes", "checks", "rings"]
     assert all(ax.images for ax in fig.axes)
+
+
+def test_load_study_counts_only_the_runs_results_csv_lists(study_dir, tmp_path):
+    """Run folders left from an earlier version of the study file are not counted with the current ones."""
+    copy = shutil.copytree(study_dir, tmp_path / "s")
+    listed = sorted(str(p.parent.relative_to(copy)) for p in copy.rglob("metrics.json"))[:5]
+    (copy / "results.csv").write_text("run,status\n" + "".join(f"{r},finished\n" for r in listed))
+    assert sorted(runs.load_study(copy).runs.run) == listed

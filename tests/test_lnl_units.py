@@ -148,3 +148,22 @@ def test_seeds_share_the_data_and_data_seed_changes_it():
     assert not np.array_equal(a.dataset.test_images, other.dataset.test_images)
     with pytest.raises(NbstudyError, match="data_seed"):
         prepare(small, data_seed=-1)
+
+
+def test_a_backbone_pretrained_on_another_draw_of_the_same_data_is_warned_about(tmp_path):
+    import warnings
+
+    from nbstudy.checkpoint import save_backbone
+    from nbstudy.lnl import prepare
+    from nbstudy.models import build_backbone
+
+    options = dict(num_classes=3, per_class=10, test_per_class=5)
+    small = dict(dataset_options=options, resolution=16, stem="imagenet", batch_size=8)
+    hparams = {"dataset": "synthetic", "data_path": None, "dataset_options": options, "data_seed": 1}
+    path = str(save_backbone(tmp_path / "backbone.pt", build_backbone(small_stem=False), 16, hparams=hparams))
+    with pytest.warns(UserWarning, match="pretrained with data_seed=1 but this run uses data_seed=0"):
+        prepare(small, init=path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prepare(small, init=path, data_seed=1)                                  # same draw
+        prepare({**small, "dataset_options": {**options, "per_class": 12}}, init=path)  # other data: transfer

@@ -10,8 +10,8 @@ from nbstudy.checkpoint import load_backbone
 from nbstudy.models import build_backbone
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "01_pretrain.ipynb"
-CONTRACT = {"dataset": "synthetic", "data_path": None, "dataset_options": {}, "resolution": 32, "stem": "auto",
-            "method": "simclr", "optimizer": "adam", "probe_every": 0, "seed": 0, "device": "auto",
+CONTRACT = {"dataset": "synthetic", "data_path": None, "dataset_options": {}, "data_seed": 0, "resolution": 32,
+            "stem": "auto", "method": "simclr", "optimizer": "adam", "probe_every": 0, "seed": 0, "device": "auto",
             "output_dir": "outputs/pretrain"}
 
 

@@ -17,9 +17,9 @@ def test_notebook_is_committed_without_outputs_and_has_a_parameters_cell():
     assert all(not c.outputs and c.execution_count is None for c in code)
     assert "parameters" in code[0].metadata.get("tags", [])
     names = [line.split("=")[0].strip() for line in code[0].source.splitlines() if "=" in line]
-    for required in ("dataset", "data_path", "dataset_options", "resolution", "stem", "method", "method_options",
-                     "noise_kind", "noise_rate", "init", "epochs", "batch_size", "lr", "seed", "val_fraction",
-                     "record_every", "checkpoint_every", "device", "output_dir"):
+    for required in ("dataset", "data_path", "dataset_options", "data_seed", "resolution", "stem", "method",
+                     "method_options", "noise_kind", "noise_rate", "init", "epochs", "batch_size", "lr", "seed",
+                     "val_fraction", "record_every", "checkpoint_every", "device", "output_dir"):
         assert required in names
 
 

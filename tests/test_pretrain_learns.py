@@ -13,8 +13,8 @@ docs/pretraining.md has the table.
 Jigmag learns its task at 32 px (pretext accuracy 0.92 in 8 epochs) but its 16-px quadrants
 teach nothing the 32-px probe can use (0.41 against 0.43); at 64 px (32-px quadrants) it helps.
 Jigsaw needs images whose parts show where they lie. The default synthetic textures are
-stationary, so there it stays at chance (a tile does not show which cell it came from); on the
-same textures in perspective (`perspective=1`) it solves the puzzle (pretext accuracy 0.97) and
+stationary, so there it stays at chance (a tile does not show which cell it came from); on
+textures drawn in perspective (`perspective=1`) it solves the puzzle (pretext accuracy 0.97) and
 beats random init. Where the puzzle is well defined, on one repeated image, both puzzles must
 be solved (a broken puzzle, label or loss would stay at chance).
 """

@@ -48,15 +48,21 @@ class Study:
 
 
 def load_study(study_dir) -> Study:
-    """Collect every finished training run below `study_dir`."""
+    """Collect every finished training run below `study_dir`; in a study folder (one with the runner's
+    results.csv) only the runs it lists, so runs left from an earlier version of the study file do
+    not count twice."""
     if not str(study_dir):
         raise NbstudyError("study_dir is empty: set it to a study's output folder, <out>/<study name>")
     root = Path(study_dir).expanduser().resolve()
     if not root.is_dir():
         raise NbstudyError(f"study folder {root} does not exist: run `nbstudy study PARAMS.yaml` first, "
                            "or give the folder it printed")
+    table = root / "results.csv"
+    listed = set(pd.read_csv(table, usecols=["run"])["run"]) if table.is_file() else None
     rows, synthetic = [], False
     for path in sorted(root.rglob(METRICS_FILE)):
+        if listed is not None and str(path.parent.relative_to(root)) not in listed:
+            continue
         metrics = json.loads(path.read_text())
         if "final" not in metrics:  # a run still in progress
             continue
@@ -224,4 +230,4 @@ def study_dataset(study: Study):
 
     p = read_run(study.runs.iloc[0]["run_dir"])["params"]
     return load_dataset(p["dataset"], data_path=p.get("data_path"), resolution=p.get("resolution"),
-                        seed=p.get("data_seed", 0), **(p.get("dataset_options") or {}))
+                        seed=p.get("data_seed", p.get("seed", 0)), **(p.get("dataset_options") or {}))

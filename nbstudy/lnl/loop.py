@@ -24,6 +24,7 @@ import hashlib
 import math
 import random
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -314,6 +315,8 @@ def prepare(params: dict | None = None, **kwargs) -> Setup:
     method_options(method, p["method_options"], p)   # a bad option fails before the data is read
     ds = load_dataset(p["dataset"], data_path=p["data_path"], resolution=p["resolution"], seed=p["data_seed"],
                       **p["dataset_options"])
+    if p["init"] != "random":
+        _check_init_data(p)
     clean = np.asarray(ds.train_labels, dtype=np.int64)
     noisy = noise.corrupt_labels(clean, ds.num_classes, p["noise_rate"], p["noise_kind"], seed=p["seed"],
                                  **p["noise_options"])
@@ -489,6 +492,18 @@ def _full(n: int, idx: np.ndarray, values) -> np.ndarray:
     if values is not None:
         arr[idx] = values
     return arr
+
+
+def _check_init_data(p: dict) -> None:
+    """Warn when the backbone was pretrained on the same source drawn with another data seed: the
+    split or subsample differs, so this run's test images may be among those it was pretrained on."""
+    pre = load_checkpoint(p["init"]).get("hparams") or {}
+    same_source = all(pre.get(k) == p[k] for k in ("dataset", "data_path", "dataset_options"))
+    pre_seed = pre.get("data_seed", pre.get("seed", 0))   # before data_seed, the run's seed drew the data
+    if same_source and pre_seed != p["data_seed"]:
+        warnings.warn(f"the init backbone was pretrained with data_seed={pre_seed} but this run uses "
+                      f"data_seed={p['data_seed']}: its test images may have been pretrained on; use the same "
+                      "data_seed for both", stacklevel=3)
 
 
 def _init_info(init: str) -> dict:
