@@ -190,9 +190,10 @@ def _check_train(section, pretrained, where):
             raise NbstudyError(f"{where}: noise rate {rate!r} is outside [0, 1]: give fractions such as 0.6")
     t["noise_rates"] = [float(r) for r in t["noise_rates"]]
     t["seeds"] = _as_list(t["seeds"], f"{where}: seeds")
+    valid, what = VALUES["seed"]
     for seed in t["seeds"]:
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise NbstudyError(f"{where}: seed {seed!r} is not a whole number >= 0: give seeds such as [0, 1, 2]")
+        if not valid(seed):
+            raise NbstudyError(f"{where}: seed {seed!r} is not {what}: give seeds such as [0, 1, 2]")
     return t
 
 
