@@ -1,10 +1,13 @@
 """Interactive analysis for JupyterLab, each explorer with a static counterpart for batch runs.
 
-Every explorer takes `interactive`. True gives a `FigureView`: controls
-(ipywidgets) above a figure that is redrawn whenever a control changes. False
-gives `Figures`, the same figure drawn for a fixed set of choices, so that a
-notebook executed in batch (papermill, where no widget can run) is still a
-complete report. The notebooks pass their `interactive` parameter through.
+Every explorer gathers a figure's data (`nbstudy.analysis.runs`) and draws it
+(`nbstudy.analysis.plots`), and takes `interactive`. True gives a
+`FigureView`: controls (ipywidgets) above a figure that is redrawn whenever a
+control changes. False gives `Figures`, the same figure drawn for a fixed set
+of choices, so that a notebook executed in batch (papermill, where no widget
+can run) is still a complete report; shown with a `folder`, each of them is
+saved there with its data (`nbstudy.figures.show`). The notebooks pass their
+`interactive` parameter through.
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ from __future__ import annotations
 import io
 
 import ipywidgets as W
-from IPython.display import display
 from matplotlib.figure import Figure
 
+from nbstudy import figures
 from nbstudy.analysis import plots
 from nbstudy.analysis import runs as R
 from nbstudy.errors import NbstudyError
@@ -23,11 +26,28 @@ EXPLORER_KINDS = ("symmetric", "symmetric_exclusive", "pairflip")  # the kinds t
 
 
 class Figures(list):
-    """Static figures; a notebook cell ending with one shows each figure in turn."""
+    """Static figures, each with a name and the data it was drawn from (`names`, `data`, in the same order).
+
+    A notebook cell ending with one shows each figure in turn and, when
+    `folder` is set, saves it as <folder>/figures/<name>.png with its data as
+    <name>.json (`nbstudy.figures.show`).
+    """
+
+    def __init__(self, drawn, folder=None):
+        """`drawn`: (name, data, figure) triples."""
+        drawn = list(drawn)
+        super().__init__(fig for _, _, fig in drawn)
+        self.names = [name for name, _, _ in drawn]
+        self.data = [data for _, data, _ in drawn]
+        self.folder = folder
 
     def _ipython_display_(self):
-        for fig in self:
-            display(fig)
+        for fig, name, data in zip(self, self.names, self.data):
+            figures.show(fig, name, data, self.folder)
+
+
+def _drawn(name: str, data, draw) -> tuple:
+    return name, data, draw(data)
 
 
 class FigureView:
@@ -82,58 +102,61 @@ def _grid(study: R.Study) -> list[tuple]:
     return [(kind, rate) for kind in study.choices("noise_kind") for rate in reversed(study.choices("noise_rate"))]
 
 
-def filters_explorer(study: R.Study, interactive: bool = False):
-    """First-layer filters before and after noisy training; choose the noise rate, kind and seed."""
+def filters_explorer(study: R.Study, interactive: bool = False, folder=None):
+    """First-layer filters before and after noisy training; choose the noise rate, kind and seed.
+    Static: one figure per noise kind and rate, saved to `folder` when shown."""
     if interactive:
-        g = plots.grid_defaults(study)
-        return FigureView(lambda **v: plots.filters_figure(study, **v),
+        g = R.grid_defaults(study)
+        return FigureView(lambda **v: plots.filters_figure(R.filters_data(study, **v)),
                           {"noise_rate": _dropdown(study, "noise_rate", g["noise_rate"]),
                            "noise_kind": _dropdown(study, "noise_kind"), "seed": _dropdown(study, "seed")})
-    return Figures(plots.filters_figure(study, noise_rate=rate, noise_kind=kind) for kind, rate in _grid(study))
+    return Figures((_drawn(f"filters_{kind}_{rate:g}", R.filters_data(study, noise_rate=rate, noise_kind=kind),
+                           plots.filters_figure) for kind, rate in _grid(study)), folder)
 
 
-def loss_explorer(study: R.Study, interactive: bool = False):
+def loss_explorer(study: R.Study, interactive: bool = False, folder=None):
     """Loss histograms of right vs wrong labels. Interactive: every method at the epoch of the slider.
-    Static: each method at a few epochs from first to last, for every noise rate."""
+    Static: each method at a few epochs from first to last, for every noise rate, saved to `folder` when shown."""
     if interactive:
-        g = plots.grid_defaults(study)
-        return FigureView(lambda epoch, **v: plots.loss_histograms(study, [epoch], **v),
+        g = R.grid_defaults(study)
+        return FigureView(lambda epoch, **v: plots.loss_histograms(R.loss_distributions(study, [epoch], **v)),
                           {"noise_rate": _dropdown(study, "noise_rate", g["noise_rate"]),
                            "noise_kind": _dropdown(study, "noise_kind"), "seed": _dropdown(study, "seed"),
                            "epoch": _epoch_slider(study)})
     epochs = R.key_epochs(study)
-    return Figures(plots.loss_histograms(study, epochs, noise_rate=rate, noise_kind=kind, methods=[method])
-                   for kind, rate in _grid(study) for method in study.choices("method"))
+    return Figures((_drawn(f"loss_{kind}_{rate:g}_{method}",
+                           R.loss_distributions(study, epochs, noise_rate=rate, noise_kind=kind, methods=[method]),
+                           plots.loss_histograms)
+                    for kind, rate in _grid(study) for method in study.choices("method")), folder)
 
 
-def selection_explorer(study: R.Study, interactive: bool = False):
-    """Selection ROC-AUC / precision / recall over epochs by init, and separation by loss, per noise rate."""
-    selection, by_loss = R.selection_curves(study), R.loss_auc_curves(study)
-
-    def draw(noise_rate, noise_kind, view):
-        if view == "selection":
-            return plots.selection_figure(study, selection, noise_rate, noise_kind)
-        return plots.loss_auc_figure(study, by_loss, noise_rate, noise_kind)
-
+def selection_explorer(study: R.Study, interactive: bool = False, folder=None):
+    """Selection ROC-AUC / precision / recall over epochs by init, and separation by loss, per noise rate.
+    Static: both views for every noise kind and rate, saved to `folder` when shown."""
+    curves = {"selection": R.selection_curves(study), "loss_auc": R.loss_auc_curves(study)}
+    draw = {"selection": plots.selection_figure, "loss_auc": plots.loss_auc_figure}
     if interactive:
-        g = plots.grid_defaults(study)
-        return FigureView(draw, {"noise_rate": _dropdown(study, "noise_rate", g["noise_rate"]),
-                                 "noise_kind": _dropdown(study, "noise_kind"),
-                                 "view": W.ToggleButtons(options=[("method's selection", "selection"),
-                                                                  ("loss separation", "loss")])})
-    return Figures(draw(rate, kind, view) for kind, rate in _grid(study) for view in ("selection", "loss"))
+        g = R.grid_defaults(study)
+        return FigureView(lambda noise_rate, noise_kind, view: draw[view](R.curves_at(study, curves[view], noise_rate,
+                                                                                      noise_kind)),
+                          {"noise_rate": _dropdown(study, "noise_rate", g["noise_rate"]),
+                           "noise_kind": _dropdown(study, "noise_kind"),
+                           "view": W.ToggleButtons(options=[("method's selection", "selection"),
+                                                            ("loss separation", "loss_auc")])})
+    return Figures((_drawn(f"{view}_{kind}_{rate:g}", R.curves_at(study, curves[view], rate, kind), draw[view])
+                    for kind, rate in _grid(study) for view in ("selection", "loss_auc")), folder)
 
 
-def threshold_explorer(study: R.Study, interactive: bool = False):
+def threshold_explorer(study: R.Study, interactive: bool = False, folder=None):
     """Precision and recall of keeping the samples whose clean score passes a threshold. Interactive: one run
     (init, method, noise, seed), an epoch and a threshold slider. Static: each method at the highest noise rate,
-    last epoch, threshold 0.5, every init."""
+    last epoch, threshold 0.5, every init, saved to `folder` when shown."""
     last = R.recorded_epochs(study)[-1]
     if interactive:
-        g = plots.grid_defaults(study)
+        g = R.grid_defaults(study)
 
         def draw(init, **v):
-            return plots.threshold_figure(study, inits=[init], **v)
+            return plots.threshold_figure(R.threshold_data(study, inits=[init], **v))
 
         return FigureView(draw, {"init": _dropdown(study, "init"), "method": _dropdown(study, "method"),
                                  "noise_rate": _dropdown(study, "noise_rate", g["noise_rate"]),
@@ -141,29 +164,40 @@ def threshold_explorer(study: R.Study, interactive: bool = False):
                                  "epoch": _epoch_slider(study, last),
                                  "threshold": W.FloatSlider(value=0.5, min=0, max=1, step=0.01,
                                                             description="threshold", continuous_update=False)})
-    return Figures(plots.threshold_figure(study, method, last) for method in study.choices("method"))
+    return Figures((_drawn(f"threshold_{method}", R.threshold_data(study, method, last), plots.threshold_figure)
+                    for method in study.choices("method")), folder)
 
 
-def accuracy_explorer(study: R.Study, interactive: bool = False):
-    """Test metrics against the noise rate. Interactive: choose the metric and noise kind. Static: BEST and LAST."""
+def accuracy_explorer(study: R.Study, interactive: bool = False, folder=None):
+    """Test metrics against the noise rate. Interactive: choose the metric and noise kind. Static: BEST and LAST
+    for each noise kind, saved to `folder` when shown."""
     if interactive:
         present = [(label, (col,)) for col, label in plots.METRIC_LABELS.items() if col in study.runs]
-        return FigureView(lambda metrics, noise_kind: plots.accuracy_vs_noise(study, metrics, noise_kind),
+        return FigureView(lambda metrics, noise_kind: plots.accuracy_vs_noise(R.accuracy_data(study, metrics,
+                                                                                              noise_kind)),
                           {"metrics": W.Dropdown(options=[("BEST and LAST", ("best_acc", "last_acc")), *present],
                                                  description="metric"),
                            "noise_kind": _dropdown(study, "noise_kind")})
-    return Figures(plots.accuracy_vs_noise(study, noise_kind=kind) for kind in study.choices("noise_kind"))
+    return Figures((_drawn(f"accuracy_{kind}", R.accuracy_data(study, noise_kind=kind), plots.accuracy_vs_noise)
+                    for kind in study.choices("noise_kind")), folder)
 
 
-def noise_explorer(dataset, interactive: bool = False, rates=(0.5,), kinds=("symmetric",), seed: int = 0):
+def noise_explorer(dataset, interactive: bool = False, rates=(0.5,), kinds=("symmetric",), seed: int = 0,
+                   folder=None):
     """The noise model's transition matrix, the measured one and example images with their noisy labels.
-    Interactive: rate and kind sliders. Static: each of `kinds` x `rates` (pass the study's own); kinds that
-    need a mapping or matrix are left to the runs' measured matrices (`plots.measured_noise_figure`)."""
+    Interactive: rate and kind sliders. Static: each of `kinds` x `rates` (pass the study's own), saved to
+    `folder` when shown; kinds that need a mapping or matrix are left to the runs' measured matrices
+    (`plots.measured_noise_figure`)."""
     kinds = [k for k in kinds if k in EXPLORER_KINDS] or ["symmetric"]
+
+    def draw(example):
+        return plots.noise_figure(dataset, example)
+
     if interactive:
-        return FigureView(lambda rate, kind: plots.noise_figure(dataset, rate, kind, seed),
+        return FigureView(lambda rate, kind: draw(R.noise_example(dataset, rate, kind, seed)),
                           {"rate": W.FloatSlider(value=max(rates), min=0, max=1, step=0.05, description="rate",
                                                  continuous_update=False),
                            "kind": W.SelectionSlider(options=EXPLORER_KINDS, value=kinds[0], description="kind",
                                                      continuous_update=False)})
-    return Figures(plots.noise_figure(dataset, rate, kind, seed) for kind in kinds for rate in rates)
+    return Figures((_drawn(f"noise_{kind}_{rate:g}", R.noise_example(dataset, rate, kind, seed), draw)
+                    for kind in kinds for rate in rates), folder)

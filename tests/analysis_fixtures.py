@@ -66,11 +66,13 @@ def _write_run(folder, study, init, method, kind, rate, seed, epochs, n_train, n
     params = {"dataset": "synthetic", "data_path": None, "dataset_options": {}, "resolution": 32, "stem": "auto",
               "method": method, "method_options": {}, "noise_kind": kind, "noise_rate": rate, "noise_options": {},
               "init": init_path, "epochs": epochs, "seed": seed, "record_every": 1, "output_dir": str(folder)}
-    filters = rng.normal(0, 0.3, (64, 3, 3, 3)).astype(np.float32)
+    # the weights a run starts from: drawn from its seed for random init, else its checkpoint's, whatever the method
+    start = np.random.default_rng([0 if pretrained else seed, *map(ord, init)])
+    filters = start.normal(0, 0.3, (64, 3, 3, 3)).astype(np.float32)
     if pretrained:  # smooth, oriented first-layer filters, as pretraining tends to learn
         ramp = np.linspace(-1, 1, 3)
-        filters = np.cos(rng.uniform(0, np.pi, (64, 3, 1, 1))) * ramp[None, None, :, None] + \
-            np.sin(rng.uniform(0, np.pi, (64, 3, 1, 1))) * ramp[None, None, None, :]
+        filters = np.cos(start.uniform(0, np.pi, (64, 3, 1, 1))) * ramp[None, None, :, None] + \
+            np.sin(start.uniform(0, np.pi, (64, 3, 1, 1))) * ramp[None, None, None, :]
     final = filters + rng.normal(0, 0.05, filters.shape)
     metrics = {"format": "nbstudy-train-records/1", "params": params,
                "init": {"init": init_path, **({"method": init} if pretrained else {})},

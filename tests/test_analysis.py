@@ -7,6 +7,7 @@ import pytest
 from analysis_fixtures import make_study
 from matplotlib.figure import Figure
 
+from nbstudy import figures, noise
 from nbstudy.analysis import plots, runs, tables
 from nbstudy.errors import NbstudyError
 from nbstudy.synthetic import make_synthetic
@@ -180,51 +181,120 @@ def test_filter_mosaic_scales_each_filter_around_grey():
     assert img[0, 0, 0] == 1.0  # the gap
 
 
-def test_filters_figure_rows_show_the_initial_and_final_filters_of_the_runs(study):
+def test_filters_data_holds_each_runs_initial_and_final_filters(study):
     rows = study.runs[~((study.runs.init == "simclr") & (study.runs.method == "ce"))]  # one cell not run
-    fig = plots.filters_figure(runs.Study(study.dir, rows, True))
-    axes = np.array(fig.axes).reshape(2, 4)
+    data = runs.filters_data(runs.Study(study.dir, rows, True), noise_rate=0.4, seed=1)
+    assert (data["noise_rate"], data["noise_kind"], data["seed"]) == (0.4, "symmetric", 1)
+    assert data["inits"] == ["random", "simclr"] and data["methods"] == ["ce", "coteaching", "dividemix"]
+    assert set(data["final"]["simclr"]) == {"coteaching", "dividemix"} and len(data["final"]["random"]) == 3
+    records = runs.read_run(runs.find_run(study, init="simclr", method="coteaching", noise_rate=0.4, seed=1)["run_dir"])
+    assert data["initial"]["simclr"].shape == (64, 3, 3, 3)
+    assert np.array_equal(data["initial"]["simclr"], records["filters_initial"])
+    assert np.array_equal(data["final"]["simclr"]["coteaching"], records["filters_final"])
+
+
+def test_filters_figure_rows_show_the_initial_and_final_filters(study):
+    rows = study.runs[~((study.runs.init == "simclr") & (study.runs.method == "ce"))]  # one cell not run
+    data = runs.filters_data(runs.Study(study.dir, rows, True))
+    axes = np.array(plots.filters_figure(data).axes).reshape(2, 4)
     assert axes[1, 0].images and not axes[1, 1].images and axes[1, 2].images
-    records = runs.read_run(runs.find_run(study, init="simclr", method="coteaching", noise_rate=0.8)["run_dir"])
-    assert np.allclose(axes[1, 0].images[0].get_array(), plots.filter_mosaic(records["filters_initial"]))
-    assert np.allclose(axes[1, 2].images[0].get_array(), plots.filter_mosaic(records["filters_final"]))
+    assert np.allclose(axes[1, 0].images[0].get_array(), plots.filter_mosaic(data["initial"]["simclr"]))
+    assert np.allclose(axes[1, 2].images[0].get_array(), plots.filter_mosaic(data["final"]["simclr"]["coteaching"]))
 
 
 def _title(fig: Figure) -> str:
     return fig._suptitle.get_text()
 
 
-@pytest.mark.parametrize("draw", [
-    lambda s: plots.filters_figure(s),
-    lambda s: plots.loss_histograms(s, [1, 6], methods=["ce"]),
-    lambda s: plots.selection_figure(s, runs.selection_curves(s)),
-    lambda s: plots.loss_auc_figure(s, runs.loss_auc_curves(s), noise_rate=0.4),
-    lambda s: plots.threshold_figure(s, "coteaching", 2, 0.3),
-    lambda s: plots.accuracy_vs_noise(s),
-    lambda s: plots.measured_noise_figure(s),
+@pytest.mark.parametrize("gather, draw", [
+    (lambda s: runs.filters_data(s), plots.filters_figure),
+    (lambda s: runs.loss_distributions(s, [1, 6], methods=["ce"]), plots.loss_histograms),
+    (lambda s: runs.curves_at(s, runs.selection_curves(s)), plots.selection_figure),
+    (lambda s: runs.curves_at(s, runs.loss_auc_curves(s), noise_rate=0.4), plots.loss_auc_figure),
+    (lambda s: runs.threshold_data(s, "coteaching", 2, 0.3), plots.threshold_figure),
+    (lambda s: runs.accuracy_data(s), plots.accuracy_vs_noise),
+    (lambda s: runs.measured_noise(s), plots.measured_noise_figure),
 ], ids=["filters", "loss", "selection", "loss_auc", "threshold", "accuracy", "measured_noise"])
-def test_every_study_figure_says_synthetic(study, draw):
-    fig = draw(study)
+def test_every_study_figure_draws_from_its_data_alone_and_says_synthetic(study, study_dir, tmp_path, gather, draw):
+    copy = runs.load_study(shutil.copytree(study_dir, tmp_path / "s"))
+    data = gather(copy)
+    plain = gather(runs.Study(copy.dir, copy.runs, synthetic=False))
+    shutil.rmtree(copy.dir)  # drawing reads nothing from the study folder
+    fig = draw(data)
     assert isinstance(fig, Figure) and "SYNTHETIC data" in _title(fig)
-    plain = draw(runs.Study(study.dir, study.runs, synthetic=False))
-    assert "SYNTHETIC" not in _title(plain)
+    assert "SYNTHETIC" not in _title(draw(plain))
+    json.dumps(figures._plain(data), allow_nan=False)  # what a notebook saves with the figure
+
+
+def test_loss_distributions_hold_each_panels_histograms_and_auc(study):
+    data = runs.loss_distributions(study, [2, 99], methods=["ce", "dividemix"], inits=["simclr"], seed=1)
+    assert (data["noise_rate"], data["seed"], data["epochs"]) == (0.8, 1, [2, 99])
+    assert [(p["method"], p["epoch"]) for p in data["panels"][0]] == [("ce", 2), ("ce", 6), ("dividemix", 2),
+                                                                      ("dividemix", 6)]
+    panel = data["panels"][0][1]
+    run = runs.find_run(study, init="simclr", method="ce", noise_rate=0.8, seed=1)
+    s = runs.samples(runs.read_run(run["run_dir"]), 6)
+    assert panel["loss_auc"] == runs.loss_auc(s)
+    assert (panel["n_right"], panel["n_wrong"]) == ((~s["noisy"]).sum(), s["noisy"].sum())
+    widths = np.diff(panel["edges"])
+    assert len(panel["edges"]) == 40 and panel["edges"][-1] == pytest.approx(np.quantile(s["loss"], 0.99))
+    assert (panel["right"] * widths).sum() == pytest.approx(1) and (panel["wrong"] * widths).sum() == pytest.approx(1)
+    right, _ = np.histogram(np.clip(s["loss"][~s["noisy"]], 0, panel["edges"][-1]), panel["edges"], density=True)
+    assert np.allclose(panel["right"], right)
+
+
+def test_loss_distributions_leave_combinations_not_run_empty(study):
+    rows = study.runs[~((study.runs.init == "simclr") & (study.runs.method == "ce"))]
+    data = runs.loss_distributions(runs.Study(study.dir, rows, True), [1], methods=["ce"])
+    assert data["panels"][0][0]["init"] == "random" and data["panels"][1] == [None]
+    fig = plots.loss_histograms(data)
+    assert fig.axes[0].axison and not fig.axes[1].axison
 
 
 def test_loss_histograms_split_right_from_wrong_labels(study):
-    fig = plots.loss_histograms(study, [6], methods=["ce"], inits=["random"])
-    ax = fig.axes[0]
-    run = runs.find_run(study, init="random", method="ce", noise_rate=0.8)
-    s = runs.samples(runs.read_run(run["run_dir"]), 6)
-    assert "loss AUC" in ax.get_title()
-    assert ax.get_legend_handles_labels()[1] == [f"right label ({(~s['noisy']).sum()})", f"wrong label ({s['noisy'].sum()})"]
+    data = runs.loss_distributions(study, [6], methods=["ce"], inits=["random"])
+    ax = plots.loss_histograms(data).axes[0]
+    panel = data["panels"][0][0]
+    assert ax.get_title() == f"random · ce · ep 6\nloss AUC {panel['loss_auc']:.2f}"
+    assert ax.get_legend_handles_labels()[1] == [f"right label ({panel['n_right']})",
+                                                 f"wrong label ({panel['n_wrong']})"]
+    heights = [p.get_height() for p in ax.patches]
+    assert np.allclose(heights, np.concatenate([panel["right"], panel["wrong"]]))
 
 
 def test_threshold_figure_reports_the_metrics_at_the_threshold(study):
-    fig = plots.threshold_figure(study, "dividemix", 6, 0.7, inits=["random"])
+    data = runs.threshold_data(study, "dividemix", 6, 0.7, inits=["random"])
+    fig = plots.threshold_figure(data)
     s = runs.samples(runs.read_run(runs.find_run(study, init="random", method="dividemix", noise_rate=0.8)
                                    ["run_dir"]), 6)
+    row = data["rows"][0]
     at = runs.threshold_metrics(s, 0.7)
+    assert row["at"] == at and row["score_name"] == "clean probability"
     assert f"precision {at['precision']:.2f}, recall {at['recall']:.2f}" in fig.axes[0].get_title()
+    assert row["right"].sum() == (~s["noisy"]).sum() and row["wrong"].sum() == s["noisy"].sum()
+    precision, recall = runs.threshold_curve(s, row["thresholds"])
+    assert np.array_equal(row["precision"], precision, equal_nan=True) and np.array_equal(row["recall"], recall)
+    assert np.allclose(fig.axes[1].lines[0].get_ydata(), precision, equal_nan=True)
+
+
+def test_accuracy_data_is_each_runs_final_metrics_in_percent(study, study_dir):
+    data = runs.accuracy_data(study, metrics=("best_acc", "val_pick_acc"))
+    assert len(data["runs"]) == 2 * len(study.runs) and set(data["runs"].metric) == {"best_acc", "val_pick_acc"}
+    for row in data["runs"].itertuples():
+        final = json.loads((study_dir / row.run / "metrics.json").read_text())["final"]
+        assert row.percent == pytest.approx(final[row.metric] * 100)
+    fig = plots.accuracy_vs_noise(data)
+    assert [t.get_text() for t in fig.axes[-1].get_legend().get_texts()][-2:] == ["BEST", "noisy-val pick"]
+
+
+def test_measured_noise_is_the_transition_of_each_runs_labels(study):
+    data = runs.measured_noise(study)
+    assert [(p["noise_kind"], p["noise_rate"]) for p in data["panels"]] == [("symmetric", 0.4), ("symmetric", 0.8)]
+    for p in data["panels"]:
+        records = runs.read_run(str(study.dir / p["run"]))
+        clean, noisy = records["clean_labels"], records["noisy_labels"]
+        assert np.array_equal(p["matrix"], noise.empirical_transition(clean, noisy, 4))
+        assert p["actual_rate"] == noise.actual_noise_rate(clean, noisy)
 
 
 def _dataset():
@@ -233,17 +303,34 @@ def _dataset():
                            synthetic=True)
 
 
+def test_noise_example_corrupts_the_training_labels():
+    dataset = _dataset()
+    example = runs.noise_example(dataset, 0.6, "symmetric", seed=1)
+    noisy = noise.corrupt_labels(dataset.train_labels, 3, 0.6, "symmetric", seed=1)
+    assert np.array_equal(example["noisy_labels"], noisy) and example["warning"] is None
+    assert np.array_equal(example["model"], noise.transition_matrix(3, 0.6, "symmetric"))
+    assert np.array_equal(example["measured"], noise.empirical_transition(dataset.train_labels, noisy, 3))
+    assert example["actual_rate"] == noise.actual_noise_rate(dataset.train_labels, noisy)
+
+
 def test_noise_figure_shows_model_and_measured_matrices():
-    fig = plots.noise_figure(_dataset(), 0.6, "symmetric", seed=1, per_class=4)
+    dataset = _dataset()
+    example = runs.noise_example(dataset, 0.6, "symmetric", seed=1)
+    fig = plots.noise_figure(dataset, example, per_class=4)
     assert "SYNTHETIC data" in _title(fig)
     titles = [ax.get_title() for ax in fig.axes]
     assert "noise model: symmetric, rate 0.6" in titles
-    assert any(t.startswith("measured: ") and t.endswith("of labels wrong") for t in titles)
+    assert f"measured: {example['actual_rate']:.1%} of labels wrong" in titles
+    captions = [ax.get_title() for ax in fig.axes if ax.images]
+    shown = np.concatenate(plots.class_examples(dataset.train_labels, 3, 4))
+    assert captions == [dataset.class_names[example["noisy_labels"][i]] for i in shown]
 
 
 def test_noise_figure_warns_in_its_title_when_unlearnable():
-    fig = plots.noise_figure(_dataset(), 0.7, "symmetric_exclusive", per_class=2)
-    assert "unlearnable" in _title(fig)
+    dataset = _dataset()
+    example = runs.noise_example(dataset, 0.7, "symmetric_exclusive")
+    assert "unlearnable" in example["warning"]
+    assert "unlearnable" in _title(plots.noise_figure(dataset, example, per_class=2))
 
 
 def test_samples_figure_shows_each_class():

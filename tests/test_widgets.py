@@ -5,7 +5,7 @@ import pytest
 from analysis_fixtures import make_study
 from matplotlib.figure import Figure
 
-from nbstudy import widgets
+from nbstudy import figures, widgets
 from nbstudy.analysis import runs
 from nbstudy.errors import NbstudyError
 from nbstudy.synthetic import make_synthetic
@@ -90,7 +90,7 @@ def test_filters_and_selection_and_accuracy_explorers_follow_their_controls(stud
     assert "noise 0.4" in after._suptitle.get_text() and png0 != png1
 
     view = widgets.selection_explorer(study, interactive=True)
-    _, after, _, _ = _changes(view, "view", "loss")
+    _, after, _, _ = _changes(view, "view", "loss_auc")
     assert after.axes[0].get_ylabel().startswith("loss ROC-AUC")
 
     view = widgets.accuracy_explorer(study, interactive=True)
@@ -99,9 +99,24 @@ def test_filters_and_selection_and_accuracy_explorers_follow_their_controls(stud
 
 
 def test_static_counterparts(study):
-    assert len(widgets.filters_explorer(study)) == 2
-    assert len(widgets.selection_explorer(study)) == 2 * 2
-    assert len(widgets.accuracy_explorer(study)) == 1
+    assert widgets.filters_explorer(study).names == ["filters_symmetric_0.8", "filters_symmetric_0.4"]
+    assert widgets.selection_explorer(study).names == ["selection_symmetric_0.8", "loss_auc_symmetric_0.8",
+                                                       "selection_symmetric_0.4", "loss_auc_symmetric_0.4"]
+    assert widgets.accuracy_explorer(study).names == ["accuracy_symmetric"]
+
+
+def test_static_figures_shown_with_a_folder_are_saved_with_their_data(study, tmp_path):
+    figs = widgets.accuracy_explorer(study, folder=tmp_path)
+    assert not (tmp_path / "figures").exists()  # saved when shown, as the notebook shows them
+    figs._ipython_display_()
+    saved = figures.load(tmp_path, "accuracy_symmetric")
+    table = figs.data[0]["runs"]
+    assert saved["noise_kind"] == "symmetric" and saved["runs"]["percent"] == table["percent"].tolist()
+    assert saved["runs"]["run"] == table["run"].tolist()
+    assert (tmp_path / "figures" / "accuracy_symmetric.png").read_bytes().startswith(b"\x89PNG")
+    widgets.filters_explorer(study)._ipython_display_()  # no folder: shown only
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["accuracy_symmetric.json",
+                                                                         "accuracy_symmetric.png"]
 
 
 def _dataset():

@@ -1,10 +1,17 @@
-"""Find a study's training runs and read what they recorded.
+"""Find a study's training runs, read what they recorded, and gather the data each figure draws.
 
 A study folder holds training runs anywhere below it; a run is any folder with
 a ``metrics.json`` (folder names are not relied on). Each run becomes one row of
 `Study.runs`: its grid parameters, its ``final`` metrics, the name of its init
 ("random" or the pretraining method) and its folder. The per-sample records are
 read through `nbstudy.lnl.records.load_records` only, here, in `read_run`.
+
+The figure data functions (`filters_data`, `loss_distributions`, `curves_at`,
+`threshold_data`, `accuracy_data`, `measured_noise`, `noise_example`) return
+plain dicts of arrays, numbers and DataFrames; `nbstudy.analysis.plots` draws
+them and `nbstudy.figures.show` saves them next to the figure. Each dict
+carries the grid values it was gathered at and ``synthetic``, which the figure
+titles state.
 """
 
 from __future__ import annotations
@@ -12,12 +19,14 @@ from __future__ import annotations
 import functools
 import json
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from nbstudy import noise
 from nbstudy.errors import NbstudyError
 from nbstudy.lnl.records import METRICS_FILE, load_records, selection_metrics
 
@@ -125,10 +134,24 @@ def find_run(study: Study, **where) -> pd.Series:
     return runs.iloc[0]
 
 
+def grid_defaults(study: Study, noise_rate=None, noise_kind=None, seed=None) -> dict:
+    """Fill unset grid values: the highest noise rate (where the methods differ most), the first noise kind,
+    the smallest seed."""
+    return {"noise_rate": max(study.choices("noise_rate")) if noise_rate is None else noise_rate,
+            "noise_kind": study.choices("noise_kind")[0] if noise_kind is None else noise_kind,
+            "seed": study.choices("seed")[0] if seed is None else seed}
+
+
 @functools.lru_cache(maxsize=16)
 def read_run(run_dir: str) -> dict:
     """A run's metrics and per-sample arrays (cached: sliders redraw from the same run many times)."""
     return load_records(run_dir)
+
+
+def _records(study: Study, **where) -> dict | None:
+    """The records of the first run matching `where`, or None when that combination was not run."""
+    found = select(study, **where)
+    return None if found.empty else read_run(found.iloc[0]["run_dir"])
 
 
 def recorded_epochs(study: Study) -> list[int]:
@@ -222,6 +245,169 @@ def loss_auc_curves(study: Study) -> pd.DataFrame:
             rows.append({**run[list(GRID)].to_dict(), "run": run["run"], "epoch": int(epoch),
                          "loss_auc": loss_auc(samples(records, epoch))})
     return pd.DataFrame(rows, columns=[*GRID, "run", "epoch", "loss_auc"])
+
+
+# ---- the data of each figure ---------------------------------------------------------
+# Grid values left as None take `grid_defaults`.
+
+def filters_data(study: Study, noise_rate=None, noise_kind=None, seed=None) -> dict:
+    """The first-layer filters of the runs at one grid point, each (64, 3, k, k).
+
+    Keys: the grid values, "synthetic", "inits" and "methods" (the study's, in
+    order), "initial" {init: the weights its runs started from} and "final"
+    {init: {method: the weights after noisy training}}; a combination that was
+    not run is absent.
+    """
+    g = grid_defaults(study, noise_rate, noise_kind, seed)
+    inits, methods = study.choices("init"), study.choices("method")
+    initial, final = {}, {}
+    for init in inits:
+        for method in methods:
+            records = _records(study, init=init, method=method, **g)
+            if records is not None:
+                initial.setdefault(init, records["filters_initial"])  # an init's runs all start from these
+                final.setdefault(init, {})[method] = records["filters_final"]
+    return {**g, "synthetic": study.synthetic, "inits": inits, "methods": methods, "initial": initial, "final": final}
+
+
+def loss_distributions(study: Study, epochs, noise_rate=None, methods=None, inits=None, noise_kind=None,
+                       seed=None) -> dict:
+    """Histograms of the per-sample training loss of right vs wrong labels, per init and per method x epoch.
+
+    Keys: the grid values, "synthetic", "inits", "methods", "epochs" (as asked)
+    and "panels": one list per init, one entry per (method, epoch) in that
+    order, None where the combination was not run, else {"init", "method",
+    "epoch" (the recorded epoch shown: the last at or before the one asked),
+    "loss_auc" (`loss_auc`), "edges" (40 bin edges from 0 to the 99th
+    percentile; larger losses count in the last bin), "right" and "wrong" (the
+    density of each group per bin, zeros for an empty group), "n_right",
+    "n_wrong"}.
+    """
+    g = grid_defaults(study, noise_rate, noise_kind, seed)
+    inits = inits or study.choices("init")
+    methods = methods or study.choices("method")
+    panels = []
+    for init in inits:
+        row = []
+        for method in methods:
+            records = _records(study, init=init, method=method, **g)
+            row += [None if records is None else _loss_panel(init, method, samples(records, e)) for e in epochs]
+        panels.append(row)
+    return {**g, "synthetic": study.synthetic, "inits": list(inits), "methods": list(methods),
+            "epochs": list(epochs), "panels": panels}
+
+
+def _loss_panel(init: str, method: str, s: dict) -> dict:
+    loss, noisy = s["loss"], s["noisy"]
+    edges = np.linspace(0, max(np.quantile(loss, 0.99), 1e-6), 40)
+
+    def density(group):
+        if not group.size:
+            return np.zeros(len(edges) - 1)
+        return np.histogram(np.clip(group, 0, edges[-1]), edges, density=True)[0]
+
+    return {"init": init, "method": method, "epoch": s["epoch"], "loss_auc": loss_auc(s), "edges": edges,
+            "right": density(loss[~noisy]), "wrong": density(loss[noisy]), "n_right": int((~noisy).sum()),
+            "n_wrong": int(noisy.sum())}
+
+
+def curves_at(study: Study, curves: pd.DataFrame, noise_rate=None, noise_kind=None) -> dict:
+    """The rows of `curves` (`selection_curves` or `loss_auc_curves`) at one noise rate and kind, every seed.
+
+    Keys: "noise_rate", "noise_kind", "synthetic", "inits", "methods" (the
+    study's, in order) and "curves" (those rows).
+    """
+    g = grid_defaults(study, noise_rate, noise_kind)
+    rows = curves[(curves.noise_rate == g["noise_rate"]) & (curves.noise_kind == g["noise_kind"])]
+    return {"noise_rate": g["noise_rate"], "noise_kind": g["noise_kind"], "synthetic": study.synthetic,
+            "inits": study.choices("init"), "methods": study.choices("method"), "curves": rows}
+
+
+def threshold_data(study: Study, method: str, epoch: int, threshold: float = 0.5, noise_rate=None, inits=None,
+                   noise_kind=None, seed=None) -> dict:
+    """Keeping the samples whose clean score (`clean_score`) exceeds a threshold, per init, for one method.
+
+    Keys: the grid values, "synthetic", "method", "threshold", "inits" and
+    "rows": one per init, None where not run, else {"init", "epoch" (the
+    recorded epoch shown), "score_name", "edges" (41 bin edges over [0, 1]),
+    "right" and "wrong" (sample counts per bin), "thresholds" (101 from 0 to
+    1), "precision" and "recall" at each (NaN where undefined), "at" (precision,
+    recall and the score's ROC-AUC at `threshold`, `threshold_metrics`)}.
+    """
+    g = grid_defaults(study, noise_rate, noise_kind, seed)
+    inits = inits or study.choices("init")
+    edges, thresholds = np.linspace(0, 1, 41), np.linspace(0, 1, 101)
+    rows = []
+    for init in inits:
+        records = _records(study, init=init, method=method, **g)
+        if records is None:
+            rows.append(None)
+            continue
+        s = samples(records, epoch)
+        score, name = clean_score(s)
+        precision, recall = threshold_curve(s, thresholds)
+        rows.append({"init": init, "epoch": s["epoch"], "score_name": name, "edges": edges,
+                     "right": np.histogram(score[~s["noisy"]], edges)[0],
+                     "wrong": np.histogram(score[s["noisy"]], edges)[0],
+                     "thresholds": thresholds, "precision": precision, "recall": recall,
+                     "at": threshold_metrics(s, threshold)})
+    return {**g, "synthetic": study.synthetic, "method": method, "threshold": threshold, "inits": list(inits),
+            "rows": rows}
+
+
+def accuracy_data(study: Study, metrics=("best_acc", "last_acc"), noise_kind=None) -> dict:
+    """Each run's test metrics in percent, for one noise kind.
+
+    Keys: "noise_kind", "synthetic", "inits", "methods" (the study's, in order)
+    and "runs": a long table (run, init, method, noise_rate, seed, metric: the
+    column of `Study.runs`, percent), one row per run and metric.
+    """
+    kind = grid_defaults(study, noise_kind=noise_kind)["noise_kind"]
+    long = select(study, noise_kind=kind).melt(id_vars=["run", "init", "method", "noise_rate", "seed"],
+                                               value_vars=list(metrics), var_name="metric", value_name="percent")
+    long["percent"] = long["percent"].astype(float) * 100
+    return {"noise_kind": kind, "synthetic": study.synthetic, "inits": study.choices("init"),
+            "methods": study.choices("method"), "runs": long}
+
+
+def measured_noise(study: Study) -> dict:
+    """For each noise kind and rate of the study, the transition matrix measured on its first run's labels.
+
+    Keys: "synthetic" and "panels": one per (kind, rate) pair, {"noise_kind",
+    "noise_rate", "run" (the run's folder below the study), "class_names",
+    "matrix" (K, K: `nbstudy.noise.empirical_transition` of its clean and noisy
+    labels), "actual_rate" (the fraction of its labels that are wrong)}.
+    """
+    panels = []
+    for kind in study.choices("noise_kind"):
+        for rate in study.choices("noise_rate"):
+            run = find_run(study, noise_kind=kind, noise_rate=rate)
+            records = read_run(run["run_dir"])
+            clean, noisy = records["clean_labels"], records["noisy_labels"]
+            panels.append({"noise_kind": kind, "noise_rate": rate, "run": run["run"],
+                           "class_names": list(records["dataset"]["class_names"]),
+                           "matrix": noise.empirical_transition(clean, noisy, records["dataset"]["num_classes"]),
+                           "actual_rate": noise.actual_noise_rate(clean, noisy)})
+    return {"synthetic": study.synthetic, "panels": panels}
+
+
+def noise_example(dataset, rate: float, kind: str = "symmetric", seed: int = 0) -> dict:
+    """The dataset's training labels corrupted by one noise model, and what that did.
+
+    Keys: "kind", "rate", "seed", "model" (K, K: the noise model's transition
+    matrix), "noisy_labels" (one per training image), "measured" (K, K: the
+    transition measured on them), "actual_rate" (the fraction wrong) and
+    "warning": the noise model's warning (say, that the labels are
+    unlearnable), or None.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = noise.transition_matrix(dataset.num_classes, rate, kind)
+        noisy = noise.corrupt_labels(dataset.train_labels, dataset.num_classes, rate, kind, seed=seed)
+    return {"kind": kind, "rate": rate, "seed": seed, "model": model, "noisy_labels": noisy,
+            "measured": noise.empirical_transition(dataset.train_labels, noisy, dataset.num_classes),
+            "actual_rate": noise.actual_noise_rate(dataset.train_labels, noisy),
+            "warning": str(caught[0].message) if caught else None}
 
 
 def study_dataset(study: Study):

@@ -14,7 +14,7 @@ import pandas as pd
 from pandas.io.formats.style import Styler
 
 from nbstudy.analysis import runs as R
-from nbstudy.analysis.plots import grid_defaults, titled
+from nbstudy.analysis.plots import titled
 from nbstudy.errors import NbstudyError
 
 PAPER_METRICS = {"BEST": "best_acc", "LAST": "last_acc"}
@@ -59,7 +59,7 @@ def results_table(study: R.Study, metrics: dict | None = None, noise_kind=None,
     if missing:
         raise NbstudyError(f"the runs have no {', '.join(missing)} column: choose metrics among "
                            f"{', '.join(c for c in study.runs.columns if c.endswith(('acc', 'f1')))}")
-    kind = grid_defaults(study, noise_kind=noise_kind)["noise_kind"]
+    kind = R.grid_defaults(study, noise_kind=noise_kind)["noise_kind"]
     runs = R.select(study, noise_kind=kind)
     long = runs.melt(id_vars=["method", "init", "noise_rate"], value_vars=list(metrics.values()),
                      var_name="column", value_name="value")
