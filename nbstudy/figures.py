@@ -1,0 +1,58 @@
+"""Figures a notebook shows, kept with the numbers they were drawn from.
+
+``show(fig, name, data, folder)`` displays a figure (in a notebook) and, when a
+folder is given, writes ``<folder>/figures/<name>.png`` and ``<name>.json``:
+the values the figure plots. Tests and readers check those values rather than
+counting images or reading captions. ``load(folder, name)`` reads them back.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from nbstudy.checkpoint import atomic_write
+
+FOLDER = "figures"
+
+
+def show(fig, name: str, data, folder=None) -> None:
+    """Display `fig`; with `folder`, save it and `data` (dict, list, DataFrame, arrays) as figures/<name>.*
+
+    Returns None, so a cell ending with it does not show the figure a second time."""
+    if folder:
+        out = Path(folder) / FOLDER
+        atomic_write(out / f"{name}.png", lambda tmp: fig.savefig(tmp, format="png", dpi=80))
+        text = json.dumps(_plain(data), indent=1, allow_nan=False)
+        atomic_write(out / f"{name}.json", lambda tmp: Path(tmp).write_text(text))
+    try:
+        from IPython.display import display
+    except ImportError:  # outside IPython there is nothing to display on
+        return
+    display(fig)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)   # shown once: pyplot would draw it again at the end of the cell
+
+
+def load(folder, name: str):
+    """The data a notebook saved with figure `name` in `folder`."""
+    return json.loads((Path(folder) / FOLDER / f"{name}.json").read_text())
+
+
+def _plain(x):
+    """JSON-ready: DataFrames as {column: list}, arrays as lists, NaN and infinity as null."""
+    if hasattr(x, "to_dict") and hasattr(x, "columns"):
+        return _plain(x.reset_index().to_dict(orient="list"))
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in (x.tolist() if isinstance(x, np.ndarray) else x)]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
