@@ -44,10 +44,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from nbstudy import augment  # noqa: E402
 from nbstudy.lnl import ce, coteaching, dividemix  # noqa: E402
-from nbstudy.lnl.loop import Context  # noqa: E402
+from nbstudy.lnl.base import Context  # noqa: E402
 from nbstudy.loader import BatchLoader  # noqa: E402
 from nbstudy.models import Classifier, build_backbone  # noqa: E402
-from nbstudy.pretrain.run import METHODS as PRETRAIN, DEFAULTS as PRETRAIN_DEFAULTS  # noqa: E402
+from nbstudy.params import method_options  # noqa: E402
+from nbstudy.pretrain import METHODS as PRETRAIN, DEFAULTS as PRETRAIN_DEFAULTS  # noqa: E402
+from nbstudy.pretrain import resolve as resolve_pretrain  # noqa: E402
 from nbstudy.pretrain.run import make_optimizer, train_epoch, train_step  # noqa: E402
 from nbstudy.runtime import configure, prepare_model  # noqa: E402
 
@@ -102,9 +104,8 @@ def make_cache(path: Path, n: int, side: int) -> np.ndarray:
 def pretrain_bench(name, images, side, device, args) -> dict:
     p = {**PRETRAIN_DEFAULTS, "method": name, "resolution": side}
     backbone = build_backbone(small_stem=side <= 64)
-    cls = PRETRAIN[name]
-    values = {**p, "resolution": side}
-    method = prepare_model(cls(backbone, MEAN, STD, **{k: values[k] for k in cls.options}), device)
+    options = resolve_pretrain(p)["method_options"]
+    method = prepare_model(PRETRAIN[name](backbone, MEAN, STD, side, **options), device)
     method.train()
     opt = make_optimizer(p, method.parameters())
     gen = torch.Generator(device=device).manual_seed(0)
@@ -126,7 +127,7 @@ def lnl_context(name, images, side, device, n_nets) -> Context:
     method = LNL[name]
     nets = [prepare_model(Classifier(NUM_CLASSES, small_stem=side <= 64), device) for _ in range(n_nets)]
     labels = np.random.default_rng(1).integers(0, NUM_CLASSES, len(images))
-    options = method.check_options(dict(method.options), {"noise_rate": 0.5, "noise_kind": "symmetric"})
+    options = method_options(method, {}, {"noise_rate": 0.5, "noise_kind": "symmetric", "expected_noise_rate": 0.5})
     if name == "dividemix":
         options["warmup_epochs"] = 0   # time the real (co-divide + MixMatch) epoch, not the warm-up
     mean, std = augment.channel_stats(MEAN, STD, device)

@@ -34,7 +34,7 @@ def transition_matrix(num_classes: int, rate: float, kind: str = "symmetric", ma
     if kind not in KINDS:
         raise NbstudyError(f"unknown noise kind {kind!r}: use one of {', '.join(KINDS)}")
     if kind == "matrix":
-        return _check_matrix(matrix, k)
+        return check_matrix(matrix, k)
     if not (0.0 <= float(rate) <= 1.0):
         raise NbstudyError(f"noise rate {rate} is outside [0, 1]: give a fraction such as 0.6")
     r = float(rate)
@@ -72,10 +72,16 @@ def transition_matrix(num_classes: int, rate: float, kind: str = "symmetric", ma
     return t
 
 
-def _check_matrix(matrix, k: int) -> np.ndarray:
+def check_matrix(matrix, k: int | None = None) -> np.ndarray:
+    """A K x K row-stochastic matrix as floats (K = its own size when k is None), or a one-line error."""
     if matrix is None:
         raise NbstudyError("kind='matrix' needs matrix= (a K x K row-stochastic transition matrix)")
-    t = np.asarray(matrix, dtype=float)
+    try:
+        t = np.asarray(matrix, dtype=float)
+    except (TypeError, ValueError):
+        raise NbstudyError(f"transition matrix {matrix!r} is not a K x K table of numbers: give one row per "
+                           "true class") from None
+    k = len(t) if k is None and t.ndim else k
     if t.shape != (k, k):
         raise NbstudyError(f"transition matrix has shape {t.shape}, expected ({k}, {k}) for {k} classes")
     if (t < 0).any():

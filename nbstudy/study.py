@@ -6,10 +6,15 @@ wrong in it is caught here, before any notebook runs: unknown keys, misspelt
 method names, values of the wrong type, empty grids, noise rates outside
 [0, 1], a dataset path that does not exist.
 
-A run's folder name is a readable prefix plus a short hash of the run's
-parameters as the study file states them (not the device, how often it saves
-its state, or where outputs go), so running a study again finds the runs it
-already did.
+The keys follow from the stages' parameter tables (`nbstudy.pretrain.params`,
+`nbstudy.lnl.params`): a stage section sets any stage parameter, for all its
+methods or per method, and `options` sets a method's own options. Every run the
+grid expands to is checked by its stage, as the notebook will check it.
+
+A run's folder name is a readable prefix plus a short hash of what it computes
+(its parameters with every default filled in, not the device, how often it
+saves its state, or where outputs go), so running a study again finds the runs
+it already did.
 """
 
 from __future__ import annotations
@@ -17,12 +22,10 @@ from __future__ import annotations
 import csv
 import difflib
 import hashlib
-import importlib
 import inspect
 import io
 import itertools
 import json
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,56 +34,44 @@ import yaml
 
 from nbstudy.checkpoint import atomic_write
 from nbstudy.errors import NbstudyError
-from nbstudy.noise import KINDS as NOISE_KINDS
+from nbstudy.lnl.params import PARAMS as TRAIN_PARAMS
+from nbstudy.lnl.params import RUN_ONLY as TRAIN_RUN_ONLY
+from nbstudy.lnl.params import resolve as resolve_train
+from nbstudy.lnl.registry import METHODS as TRAIN_METHODS
+from nbstudy.params import Check, is_real
+from nbstudy.pretrain.params import PARAMS as PRETRAIN_PARAMS
+from nbstudy.pretrain.params import RUN_ONLY as PRETRAIN_RUN_ONLY
+from nbstudy.pretrain.params import resolve as resolve_pretrain
+from nbstudy.pretrain.registry import METHODS as PRETRAIN_METHODS
 
 REQUIRED = object()
-
-TOP = {"name": REQUIRED, "device": "auto", "torch_compile": False, "dataset": REQUIRED, "pretrain": None, "train": REQUIRED, "analysis": [],
-       "resources": {}}
-DATASET = {"name": REQUIRED, "data_path": None, "options": {}, "resolution": REQUIRED, "stem": "auto", "seed": 0}
-PRETRAIN_HPARAMS = {"epochs": REQUIRED, "batch_size": 256, "lr": 1e-3, "weight_decay": 1e-4, "optimizer": "adam",
-                    "temperature": 0.07, "probe_every": 0, "seed": 0}
-TRAIN_GRID = {"inits": None, "methods": REQUIRED, "noise_kinds": ["symmetric"], "noise_rates": REQUIRED, "seeds": [0]}
-TRAIN_HPARAMS = {"epochs": REQUIRED, "batch_size": 128, "lr": None, "val_fraction": 0.1, "record_every": 1,
-                 "checkpoint_every": 1}
-RUN_ONLY = ("checkpoint_every",)  # how often a run saves its state, not what it computes: not part of its name
-RESOURCES = ("num_cpus", "num_gpus", "memory")  # what a stage's runs ask Ray for (--executor ray)
 STAGES = ("pretrain", "train", "analysis")
+STAGE_PARAMS = {"pretrain": PRETRAIN_PARAMS, "train": TRAIN_PARAMS}
+# Study keys that are stage parameters under another name: the dataset section, and the top-level run settings.
+DATASET_KEYS = {"name": "dataset", "data_path": "data_path", "options": "dataset_options", "resolution": "resolution",
+                "stem": "stem", "seed": "data_seed"}
+TOP_KEYS = ("device", "torch_compile")
+# Training parameters that are grid axes: a list each, under the plural name.
+GRID_AXES = {"inits": "init", "noise_kinds": "noise_kind", "noise_rates": "noise_rate", "seeds": "seed"}
+# Set by the runner or the grid, never by a stage section.
+NOT_STAGE_KEYS = {*DATASET_KEYS.values(), *TOP_KEYS, "method", "method_options", "output_dir", *GRID_AXES.values()}
+RESOURCES = ("num_cpus", "num_gpus", "memory")  # what a stage's runs ask Ray for (--executor ray)
 NEEDS_DATA_PATH = ("nct_crc_he", "covid_qu_ex", "image_folder")  # medmnist can download into a new folder
 
 
-def _whole(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+def stage_keys(stage: str) -> dict:
+    """{key: Param} a study file's `pretrain` or `train` section (and each of its methods) may set."""
+    return {k: p for k, p in STAGE_PARAMS[stage].items() if k not in NOT_STAGE_KEYS}
 
 
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+def _resource(low_open=False, gpu=False):
+    ok = lambda v: is_real(v) and (v > 0 if low_open else v >= 0) and (not gpu or v <= 1 or v == int(v))  # noqa: E731
+    what = ("a number of bytes > 0, such as 8.0e+9" if low_open else
+            "a number >= 0, a whole one above 1 (Ray shares a GPU only as fractions of one)" if gpu else "a number >= 0")
+    return Check(ok, what)
 
 
-# What each setting must be, wherever it appears: (test, what to give instead).
-VALUES = {
-    "epochs": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
-    "batch_size": (lambda v: _whole(v) and v >= 2, "a whole number >= 2"),
-    "lr": (lambda v: v is None or _number(v) and v > 0, "a number > 0, or null"),
-    "weight_decay": (lambda v: _number(v) and v >= 0, "a number >= 0"),
-    "optimizer": (lambda v: isinstance(v, str), "a name such as adam"),
-    "temperature": (lambda v: _number(v) and v > 0, "a number > 0"),
-    "probe_every": (lambda v: _whole(v) and v >= 0, "a whole number >= 0"),
-    "seed": (lambda v: _whole(v) and v >= 0, "a whole number >= 0"),
-    "val_fraction": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
-    "record_every": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
-    "checkpoint_every": (lambda v: _whole(v) and v >= 0, "a whole number >= 0 (0: no checkpoints)"),
-    "options": (lambda v: isinstance(v, dict), "a mapping such as {key: value}"),
-    "data_path": (lambda v: v is None or isinstance(v, str), "a path, or null"),
-    "resolution": (lambda v: _whole(v) and v >= 1, "a whole number of pixels"),
-    "stem": (lambda v: v in ("auto", "imagenet", "small"), "auto, imagenet or small"),
-    "device": (lambda v: isinstance(v, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", v), "auto, cpu, cuda or cuda:N"),
-    "torch_compile": (lambda v: isinstance(v, bool), "true or false"),
-    "num_cpus": (lambda v: _number(v) and v >= 0, "a number >= 0"),
-    "num_gpus": (lambda v: _number(v) and v >= 0 and (v <= 1 or v == int(v)),
-                 "a number >= 0, a whole one above 1 (Ray shares a GPU only as fractions of one)"),
-    "memory": (lambda v: _number(v) and v > 0, "a number of bytes > 0, such as 8.0e+9"),
-}
+RESOURCE_CHECKS = {"num_cpus": _resource(), "num_gpus": _resource(gpu=True), "memory": _resource(low_open=True)}
 
 STAGE_NOTEBOOKS = {"pretrain": "01_pretrain.ipynb", "train": "02_train_noisy.ipynb"}
 
@@ -119,29 +110,45 @@ def load_study(path) -> dict:
 
 
 def check_study(raw, where: str = "study") -> dict:
-    """Check a study given as a dict (the parsed YAML)."""
-    study = _fill(raw, TOP, where)
+    """Check a study given as a dict (the parsed YAML); return it with every default filled in.
+
+    Every run the grid expands to then goes through its stage's own checks, so
+    nothing that passes here (and `--dry-run`) fails a run for a parameter reason.
+    """
+    study = _fill(raw, {"name": REQUIRED, "device": TRAIN_PARAMS["device"].default,
+                        "torch_compile": TRAIN_PARAMS["torch_compile"].default, "dataset": REQUIRED, "pretrain": None,
+                        "train": REQUIRED, "analysis": [], "resources": {}}, where)
     study["name"] = str(study["name"])
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", study["name"]):
         raise NbstudyError(f"{where}: name {study['name']!r} cannot be a folder name: use letters, digits, '-', '_', '.'")
+    for key in TOP_KEYS:
+        study[key] = _checked(where, TRAIN_PARAMS[key], key, study[key])
     study["dataset"] = _check_dataset(study["dataset"], f"{where}: dataset")
-    pretrain = {}
-    if study["pretrain"] is not None:
-        stage = _fill(study["pretrain"], {"methods": REQUIRED, **PRETRAIN_HPARAMS}, f"{where}: pretrain")
-        pretrain = _methods(stage, "nbstudy.pretrain", PRETRAIN_HPARAMS, f"{where}: pretrain")
+    pretrain = {} if study["pretrain"] is None else _stage(study["pretrain"], "pretrain", {}, f"{where}: pretrain")
     study["pretrain"] = {"methods": pretrain}
     study["train"] = _check_train(study["train"], list(pretrain), f"{where}: train")
     study["analysis"] = _as_list(study["analysis"], f"{where}: analysis", allow_empty=True)
     study["resources"] = _resources(study["resources"], f"{where}: resources")
+    expand(study, ".", ".", where)   # every run's own checks
     return study
 
 
+def _checked(where: str, param, key: str, value):
+    """The check of a `Param` (or a bare `Check`) on `value`, its error prefixed with where it is in the file."""
+    try:
+        return getattr(param, "check", param)(key, value)
+    except NbstudyError as e:
+        raise NbstudyError(f"{where}: {e}") from None
+
+
 def _check_dataset(section, where) -> dict:
-    """The dataset section; its name and options are the data layer's (nbstudy.data.DATASETS)."""
+    """The dataset section: the data parameters both stages share, under their study names."""
     from nbstudy.data import DATASETS
 
-    ds = _fill(section, DATASET, where)
+    ds = _fill(section, {k: REQUIRED if k == "name" else TRAIN_PARAMS[v].default for k, v in DATASET_KEYS.items()},
+               where)
     check_name(ds["name"], list(DATASETS), where, "dataset")
+    ds = {k: _checked(where, TRAIN_PARAMS[DATASET_KEYS[k]], k, v) for k, v in ds.items()}
     loader = inspect.signature(DATASETS[ds["name"]]).parameters.values()
     accepted = [p.name for p in loader if p.kind == p.KEYWORD_ONLY]
     for option in ds["options"]:
@@ -166,64 +173,63 @@ def check_data_path(study: dict) -> None:
 def _resources(section, where) -> dict:
     """{stage: what each of its runs asks Ray for}; nothing given is Ray's default, one CPU."""
     given = _keys(section, STAGES, where)
-    return {stage: _check_values(_keys(given.get(stage), RESOURCES, f"{where}: {stage}"), f"{where}: {stage}")
-            for stage in STAGES}
+    out = {}
+    for stage in STAGES:
+        asked = _keys(given.get(stage), RESOURCES, f"{where}: {stage}")
+        out[stage] = {k: _checked(f"{where}: {stage}", RESOURCE_CHECKS[k], k, v) for k, v in asked.items()}
+    return out
 
 
 def _check_train(section, pretrained, where):
-    stage = _fill(section, {**TRAIN_GRID, **TRAIN_HPARAMS}, where)
-    t = {k: stage[k] for k in TRAIN_GRID}
-    t["methods"] = _methods(stage, "nbstudy.lnl", {**TRAIN_HPARAMS, "options": {}}, where)
+    """The training section: grid axes (each a list of values of its parameter) and the methods."""
+    axes = {"inits": None, "noise_kinds": [TRAIN_PARAMS["noise_kind"].default], "noise_rates": REQUIRED,
+            "seeds": [TRAIN_PARAMS["seed"].default]}
+    t = _fill({k: v for k, v in _keys(section, [*axes, "methods", *stage_keys("train")], where).items()
+               if k in axes}, axes, where)
+    t["methods"] = _stage(section, "train", axes, where)
     t["inits"] = _as_list(["random", *pretrained] if t["inits"] is None else t["inits"], f"{where}: inits")
     for init in t["inits"]:
-        if init != "random" and init in _registry("nbstudy.pretrain") and init not in pretrained:
+        if init != "random" and init in PRETRAIN_METHODS and init not in pretrained:
             raise NbstudyError(f"{where}: init {init!r} is not pretrained by this study: add it to pretrain: methods")
         check_name(init, ["random", *pretrained], f"{where}: inits", "init")
-    t["noise_kinds"] = _as_list(t["noise_kinds"], f"{where}: noise_kinds")
-    for kind in t["noise_kinds"]:
-        check_name(kind, NOISE_KINDS, f"{where}: noise_kinds", "noise kind")
-    t["noise_rates"] = _as_list(t["noise_rates"], f"{where}: noise_rates")
-    for rate in t["noise_rates"]:
-        if not _number(rate):
-            raise NbstudyError(f"{where}: noise rate {rate!r} is not a number: give fractions such as [0.2, 0.6]")
-        if not 0.0 <= rate <= 1.0:
-            raise NbstudyError(f"{where}: noise rate {rate!r} is outside [0, 1]: give fractions such as 0.6")
-    t["noise_rates"] = [float(r) for r in t["noise_rates"]]
-    t["seeds"] = _as_list(t["seeds"], f"{where}: seeds")
-    valid, what = VALUES["seed"]
-    for seed in t["seeds"]:
-        if not valid(seed):
-            raise NbstudyError(f"{where}: seed {seed!r} is not {what}: give seeds such as [0, 1, 2]")
-    return t
+    for axis in ("noise_kinds", "noise_rates", "seeds"):
+        param = TRAIN_PARAMS[GRID_AXES[axis]]
+        t[axis] = [_checked(f"{where}: {axis}", param, GRID_AXES[axis], v) for v in _as_list(t[axis], f"{where}: {axis}")]
+        _as_list(t[axis], f"{where}: {axis}")   # 0.5 and 0.50 are one value
+    return {k: t[k] for k in ("inits", "methods", "noise_kinds", "noise_rates", "seeds")}
 
 
-def _methods(stage, registry, hparams, where) -> dict:
-    """{method: the hyperparameters of its runs}.
+def _stage(section, stage, axes, where) -> dict:
+    """{method: the stage parameters of its runs, and its `options`}.
 
-    `methods` is a list of names, or a mapping name -> overrides of the stage's
-    hyperparameters (`hparams`, whose defaults are the stage's values).
+    The section sets any stage parameter (`stage_keys`) for all its methods;
+    `methods` is a list of names, or a mapping name -> overrides of those, plus
+    `options`, the method's own options (its `method_options`).
     """
-    methods = stage["methods"]
+    keys = stage_keys(stage)
+    given = _keys(section, [*axes, "methods", *keys], where)
+    if "methods" not in given:
+        raise NbstudyError(f"{where}: methods is missing: add it to the study file (see docs/studies.md)")
+    common = {k: _checked(where, p, k, given.get(k, p.default)) for k, p in keys.items()}
+    methods = given["methods"]
     if not isinstance(methods, dict):
         methods = dict.fromkeys(_as_list(methods, f"{where}: methods"))
     if not methods:
         raise NbstudyError(f"{where}: methods is empty, so the grid expands to no runs: name at least one method")
-    defaults = {k: stage.get(k, v) for k, v in hparams.items()}
-    known = _registry(registry)
+    registry = PRETRAIN_METHODS if stage == "pretrain" else TRAIN_METHODS
     out = {}
     for name, overrides in methods.items():
-        check_name(name, known, f"{where}: methods", "method")
-        out[name] = _fill(overrides, defaults, f"{where}: methods: {name}")
-        options = getattr(known[name], "options", None)  # a training method's own hyperparameters
-        if isinstance(options, dict):
-            for option in out[name].get("options", {}):
-                check_name(option, list(options), f"{where}: methods: {name}: options", "option")
+        check_name(name, list(registry), f"{where}: methods", "method")
+        at = f"{where}: methods: {name}"
+        own = _keys(overrides, ["options", *keys], at)
+        values = {**common, **{k: _checked(at, keys[k], k, v) for k, v in own.items() if k != "options"}}
+        options = own.get("options") or {}
+        if not isinstance(options, dict):
+            raise NbstudyError(f"{at}: options must be a mapping of the method's options, not {options!r}")
+        for option in options:
+            check_name(option, list(registry[name].options), f"{at}: options", "option")
+        out[name] = {**values, "options": options}
     return out
-
-
-def _registry(module: str) -> dict:
-    """{method name: method}: the stage's registry, `METHODS` of nbstudy.pretrain or nbstudy.lnl."""
-    return dict(importlib.import_module(module).METHODS)
 
 
 def _keys(section, allowed, where) -> dict:
@@ -243,16 +249,7 @@ def _fill(section, schema, where) -> dict:
     for key, value in filled.items():
         if value is REQUIRED:
             raise NbstudyError(f"{where}: {key} is missing: add it to the study file (see docs/studies.md)")
-    return _check_values(filled, where)
-
-
-def _check_values(section: dict, where) -> dict:
-    """Every value of a known kind (VALUES) is of that kind."""
-    for key, value in section.items():
-        test, what = VALUES.get(key, (None, None))
-        if test and not test(value):
-            raise NbstudyError(f"{where}: {key} must be {what}, not {value!r}: fix it in the study file")
-    return section
+    return filled
 
 
 def check_name(name, known, where, what) -> None:
@@ -276,42 +273,56 @@ def _as_list(value, where, allow_empty=False) -> list:
     return values
 
 
-def expand(study: dict, study_dir, notebooks) -> list[Run]:
-    """The study's pretraining and training runs, pretraining first, each with absolute paths."""
+def expand(study: dict, study_dir, notebooks, where: str = "study") -> list[Run]:
+    """The study's pretraining and training runs, pretraining first, each with absolute paths and its
+    parameters checked by its stage (`resolve`): a one-line error names the method whose values fail."""
     study_dir, notebooks = Path(study_dir).resolve(), Path(notebooks).resolve()
-    ds = study["dataset"]
-    data = {"dataset": ds["name"], "data_path": ds["data_path"], "dataset_options": ds["options"],
-            "data_seed": ds["seed"], "resolution": ds["resolution"], "stem": ds["stem"]}
-    data_path = None if ds["data_path"] is None else str(Path(ds["data_path"]).expanduser().resolve())
+    data = {DATASET_KEYS[k]: v for k, v in study["dataset"].items()}
+    data_path = None if data["data_path"] is None else str(Path(data["data_path"]).expanduser().resolve())
     common = {"data_path": data_path, "device": study["device"], "torch_compile": study["torch_compile"]}
 
     pretrain = {}
-    for method, hparams in study["pretrain"]["methods"].items():
-        grid = {**data, "method": method, **hparams}
-        pretrain[method] = _run("pretrain", method, grid, common, study_dir, notebooks)
+    for method, values in study["pretrain"]["methods"].items():
+        values = dict(values)
+        grid = {**data, "method": method, "method_options": values.pop("options"), **values}
+        pretrain[method] = _run("pretrain", method, grid, common, study_dir, notebooks, f"{where}: pretrain")
 
     t = study["train"]
     runs = []
     for init, method, kind, rate, seed in itertools.product(
             t["inits"], t["methods"], t["noise_kinds"], t["noise_rates"], t["seeds"]):
-        hparams = dict(t["methods"][method])
+        values = dict(t["methods"][method])
         source = pretrain.get(init)
         grid = {**data, "init": init, "init_run": source.name if source else "", "method": method,
-                "method_options": hparams.pop("options"), "noise_kind": kind, "noise_rate": rate, "seed": seed,
-                **hparams}
+                "method_options": values.pop("options"), "noise_kind": kind, "noise_rate": rate, "seed": seed,
+                **values}
         init_path = str(source.folder / "backbone.pt") if source else "random"
         runs.append(_run("train", f"{init}-{method}-{kind}-{rate:g}-s{seed}", grid, {**common, "init": init_path},
-                         study_dir, notebooks, needs=source.name if source else None))
+                         study_dir, notebooks, f"{where}: train", needs=source.name if source else None))
     return [*pretrain.values(), *runs]
 
 
-def _run(stage, prefix, grid, given, study_dir, notebooks, needs=None) -> Run:
-    named = {k: v for k, v in grid.items() if k not in RUN_ONLY}
+def _run(stage, prefix, grid, given, study_dir, notebooks, where, needs=None) -> Run:
+    """One run: its parameters resolved by its stage (method options filled in), named by a hash of what
+    it computes (not its run-only parameters: device, output folder, how often it saves its state...)."""
+    params = {k: v for k, v in grid.items() if k != "init_run"}
+    params.update(given, output_dir=".")
+    try:
+        if stage == "pretrain":
+            params = resolve_pretrain(params)
+        else:
+            params = resolve_train(params, check_files=False)
+    except NbstudyError as e:
+        at = f"{where}: methods: {grid['method']}" + (f" ({grid['noise_kind']} {grid['noise_rate']:g})"
+                                                     if stage == "train" else "")
+        raise NbstudyError(f"{at}: {e}") from None
+    grid = {**grid, "method_options": params["method_options"]}
+    run_only = PRETRAIN_RUN_ONLY if stage == "pretrain" else TRAIN_RUN_ONLY
+    named = {k: v for k, v in grid.items() if k not in run_only}
     digest = hashlib.sha1(json.dumps(named, sort_keys=True).encode()).hexdigest()[:8]
     name = f"{stage}/{prefix}-{digest}"
     folder = study_dir / name
-    params = {k: v for k, v in grid.items() if k != "init_run"}
-    params.update(given, output_dir=str(folder))
+    params["output_dir"] = str(folder)
     return Run(stage, name, folder, notebooks / STAGE_NOTEBOOKS[stage], params, grid, key=digest, needs=needs)
 
 

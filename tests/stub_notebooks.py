@@ -9,13 +9,10 @@ promises. A pretraining stub fails on purpose for the methods given as
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
 
-PRETRAIN = dict(dataset="synthetic", data_path=None, dataset_options={}, data_seed=0, resolution=32, stem="auto", method="simclr",
-                epochs=1, batch_size=256, lr=1e-3, weight_decay=1e-4, optimizer="adam", temperature=0.07,
-                probe_every=0, seed=0, device="auto", torch_compile=False, output_dir="")
-TRAIN = dict(dataset="synthetic", data_path=None, dataset_options={}, data_seed=0, resolution=32, stem="auto", method="ce",
-             method_options={}, noise_kind="symmetric", noise_rate=0.0, init="random", epochs=1, batch_size=128,
-             lr=None, seed=0, val_fraction=0.1, record_every=1, checkpoint_every=1, device="auto", torch_compile=False,
-             output_dir="")
+from nbstudy import lnl, pretrain
+
+PRETRAIN = dict(pretrain.DEFAULTS)   # the real notebooks declare exactly the stages' parameters
+TRAIN = dict(lnl.DEFAULTS)
 
 PRETRAIN_BODY = """
 out = pathlib.Path(output_dir)

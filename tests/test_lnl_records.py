@@ -55,21 +55,21 @@ def test_records_round_trip(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"lrr": 0.1}, "unknown parameter.*lrr.*valid ones are dataset"),
-    ({"noise_rate": 1.2}, "noise_rate=1.2 is outside"),
-    ({"noise_rate": "0.5"}, "noise_rate='0.5' is outside"),
-    ({"method": "mixup"}, "unknown method 'mixup'.*ce, coteaching, dividemix"),
-    ({"noise_kind": "uniform"}, "unknown noise_kind"),
-    ({"epochs": 0}, "epochs=0 must be an integer >= 1"),
-    ({"epochs": 2.5}, "epochs=2.5 must be an integer"),
-    ({"val_fraction": 0.9}, "val_fraction=0.9 is outside"),
-    ({"method": "ce", "method_options": {"forget_rate": 0.5}}, "unknown method_options forget_rate.*'ce'"),
+    ({"lrr": 0.1}, "unknown parameter 'lrr' .did you mean 'lr'.*valid ones are dataset"),
+    ({"noise_rate": 1.2}, r"noise_rate=1.2 is invalid: give a number in \[0, 1\]"),
+    ({"noise_rate": "0.5"}, "noise_rate='0.5' is invalid"),
+    ({"method": "mixup"}, "method='mixup' is invalid: give one of ce, coteaching, dividemix"),
+    ({"noise_kind": "uniform"}, "noise_kind='uniform' is invalid"),
+    ({"epochs": 0}, "epochs=0 is invalid: give a whole number >= 1"),
+    ({"epochs": 2.5}, "epochs=2.5 is invalid: give a whole number"),
+    ({"val_fraction": 0.9}, "val_fraction=0.9 is invalid"),
+    ({"method": "ce", "method_options": {"forget_rate": 0.5}}, "unknown option of method 'ce' 'forget_rate'"),
     ({"method": "coteaching", "method_options": {"forget_rate": 1.5}}, "forget_rate=1.5 is invalid"),
     ({"method": "dividemix", "method_options": {"p_threshold": "high"}}, "p_threshold='high' is invalid"),
     ({"method": "dividemix", "method_options": {"optimizer": "rmsprop"}}, "optimizer='rmsprop' is invalid"),
-    ({"init": "/no/such/backbone.pt"}, "init checkpoint /no/such/backbone.pt does not exist"),
-    ({"dataset_options": [1]}, "dataset_options must be a dict"),
-    ({"progress": "yes"}, "progress must be True or False"),
+    ({"init": "/no/such/backbone.pt"}, "init='/no/such/backbone.pt' is invalid: give 'random' or an existing"),
+    ({"dataset_options": [1]}, r"dataset_options=\[1\] is invalid: give a mapping"),
+    ({"progress": "yes"}, "progress='yes' is invalid: give True or False"),
 ])
 def test_bad_parameters_fail_before_any_work(tmp_path, kwargs, message):
     with pytest.raises(NbstudyError, match=message):

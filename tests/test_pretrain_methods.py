@@ -48,7 +48,7 @@ def test_permutation_set_is_deterministic_and_far_apart():
     assert all(a >= b for a, b in zip(gaps, gaps[1:]))
     random = np.array([np.random.default_rng(s).permutation(9) for s in range(100)])
     assert min_hamming(perms) > min_hamming(random)
-    with pytest.raises(NbstudyError, match="jigsaw_permutations"):
+    with pytest.raises(NbstudyError, match="permutations=1 is out of range"):
         permutation_set(1)
 
 
@@ -142,7 +142,7 @@ def test_jigsaw_runs_one_shared_trunk_over_nine_tiles():
 
 
 def test_jigsaw_labels_are_uniform_over_the_permutation_set():
-    method = Jigsaw(build_backbone(small_stem=True), MEAN, STD, resolution=12, jigsaw_permutations=10)
+    method = Jigsaw(build_backbone(small_stem=True), MEAN, STD, resolution=12, permutations=10)
     _, labels = method.make_inputs(torch.rand(4000, 3, 12, 12, generator=_gen()), _gen(1))
     freq = torch.bincount(labels, minlength=10).float() / 4000
     assert labels.min() >= 0 and labels.max() < 10 and (freq - 0.1).abs().max() < 0.02

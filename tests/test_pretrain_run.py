@@ -9,7 +9,7 @@ from nbstudy.checkpoint import load_backbone
 from nbstudy.data import load_dataset
 from nbstudy.errors import NbstudyError
 from nbstudy.models import build_backbone
-from nbstudy.pretrain import check_params, run_pretraining
+from nbstudy.pretrain import resolve, run_pretraining
 from nbstudy.pretrain import run as run_module
 
 TINY = {"dataset_options": {"per_class": 5, "test_per_class": 3}, "resolution": 16, "stem": "imagenet",
@@ -22,23 +22,26 @@ def tiny_data():
 
 
 def test_parameters_are_checked_with_one_line_errors():
-    with pytest.raises(NbstudyError, match="unknown pretraining parameter.*epoch_count.*valid are.*epochs"):
-        check_params({"epoch_count": 3})
-    for bad, pattern in [({"method": "byol"}, "use one of simclr"), ({"epochs": 0}, "epochs=0"),
+    with pytest.raises(NbstudyError, match="unknown parameter 'epoch' .did you mean 'epochs'.*valid ones"):
+        resolve({"epoch": 3})
+    for bad, pattern in [({"method": "byol"}, "one of simclr"), ({"epochs": 0}, "epochs=0"),
                          ({"epochs": 2.5}, "whole number"), ({"lr": -1}, "lr=-1"),
-                         ({"optimizer": "lamb"}, "adam, adamw, sgd"), ({"temperature": 0}, "positive"),
-                         ({"warmup_epochs": 5, "epochs": 5}, "below epochs"), ({"batch_size": 1}, ">= 2"),
+                         ({"optimizer": "lamb"}, "adam, adamw, sgd"),
+                         ({"method_options": {"temperature": 0}}, "method_options.temperature=0 is invalid"),
+                         ({"method_options": {"temprature": 1}}, "did you mean 'temperature'"),
+                         ({"method": "jigsaw", "method_options": {"permutations": 1}}, "permutations=1"),
+                         ({"warmup_epochs": 5, "epochs": 5}, "fewer than epochs"), ({"batch_size": 1}, ">= 2"),
                          ({"data_seed": -1}, "data_seed=-1")]:
         with pytest.raises(NbstudyError, match=pattern):
-            check_params(bad)
-    assert check_params({})["method"] == "simclr"
+            resolve(bad)
+    assert resolve({})["method"] == "simclr"
 
 
 def test_the_data_is_drawn_with_data_seed_not_the_run_seed(tiny_data):
     """Every seed of a study sees the same images, so no test image was pretrained on."""
-    drawn = run_module._load_data(check_params({**TINY, "seed": 5}))
+    drawn = run_module.load_data(resolve({**TINY, "seed": 5}))
     assert (drawn.train_images == tiny_data.train_images).all() and (drawn.test_images == tiny_data.test_images).all()
-    other = run_module._load_data(check_params({**TINY, "data_seed": 1}))
+    other = run_module.load_data(resolve({**TINY, "data_seed": 1}))
     assert not (other.train_images == tiny_data.train_images).all()
 
 
@@ -86,7 +89,7 @@ def test_finished_run_is_reused_and_other_parameters_are_refused(tmp_path, tiny_
     (tmp_path / "pretrain_metrics.json").unlink()
     assert run_pretraining(TINY, data=tiny_data, output_dir=str(tmp_path), device="cpu") == tmp_path / "backbone.pt"
     assert (tmp_path / "pretrain_metrics.json").exists()
-    with pytest.raises(NbstudyError, match=r"other parameters \(lr: 0.001 there vs 0.01 now\).*resume=False"):
+    with pytest.raises(NbstudyError, match=r"other parameters \(lr: 0.001 there, 0.01 now\).*resume=False"):
         run_pretraining(TINY, data=tiny_data, output_dir=str(tmp_path), lr=0.01)
 
 

@@ -9,7 +9,8 @@ import yaml
 
 from nbstudy.errors import NbstudyError
 from nbstudy.execute import check_parameters
-from nbstudy.study import analysis_notebooks, analysis_runs, check_study, expand, load_study, write_results
+from nbstudy import lnl, pretrain
+from nbstudy.study import analysis_notebooks, analysis_runs, check_study, expand, load_study, stage_keys, write_results
 from stub_notebooks import PRETRAIN, write_stubs
 
 PARAMETERS = Path(__file__).resolve().parent.parent / "parameters"
@@ -52,13 +53,16 @@ def test_defaults_are_filled_and_inits_default_to_random_plus_every_pretraining(
     assert study["resources"] == {"pretrain": {}, "train": {}, "analysis": {}}
     assert study["dataset"] == {"name": "synthetic", "data_path": None, "options": {}, "resolution": 32, "stem": "auto",
                                 "seed": 0}
-    assert study["pretrain"]["methods"]["simclr"] == {"epochs": 2, "batch_size": 256, "lr": 1e-3, "weight_decay": 1e-4,
-                                                       "optimizer": "adam", "temperature": 0.07, "probe_every": 0,
-                                                       "seed": 0}
+    simclr = study["pretrain"]["methods"]["simclr"]
+    assert simclr["epochs"] == 2 and simclr["options"] == {}
+    assert {k: v for k, v in simclr.items() if k not in ("epochs", "options")} == \
+        {k: pretrain.DEFAULTS[k] for k in stage_keys("pretrain") if k != "epochs"}   # the stage's own defaults
     assert study["train"]["inits"] == ["random", "simclr", "rotation"]
     assert study["train"]["noise_kinds"] == ["symmetric"] and study["train"]["seeds"] == [0]
-    assert study["train"]["methods"]["ce"] == {"epochs": 3, "batch_size": 128, "lr": None, "val_fraction": 0.1,
-                                               "record_every": 1, "checkpoint_every": 1, "options": {}}
+    ce = study["train"]["methods"]["ce"]
+    assert ce["epochs"] == 3 and ce["batch_size"] is None and ce["lr"] is None and ce["options"] == {}
+    assert {k: v for k, v in ce.items() if k not in ("epochs", "options")} == \
+        {k: lnl.DEFAULTS[k] for k in stage_keys("train") if k != "epochs"}
 
 
 def test_per_method_settings_override_the_stage_values():
@@ -103,41 +107,41 @@ def test_exponent_numbers_are_numbers(tmp_path):
     (lambda s: s["pretrain"].update(methods=["simclrr"]), "unknown method 'simclrr' (did you mean 'simclr'?)"),
     (lambda s: s["train"].update(methods=["coteach"]), "unknown method 'coteach' (did you mean 'coteaching'?)"),
     (lambda s: s["train"].update(methods={"ce": {"lr_": 1}}), "methods: ce: unknown key 'lr_' (did you mean 'lr'?)"),
-    (lambda s: s["train"].update(noise_kinds=["symetric"]), "unknown noise kind 'symetric' (did you mean 'symmetric'?)"),
+    (lambda s: s["train"].update(noise_kinds=["symetric"]), "noise_kind='symetric' is invalid (did you mean 'symmetric'?)"),
     (lambda s: s["train"].update(inits=["random", "rotaton"]), "unknown init 'rotaton' (did you mean 'rotation'?)"),
     (lambda s: s["train"].update(inits=["jigsaw"]), "init 'jigsaw' is not pretrained by this study"),
     (lambda s: s["train"].update(noise_rates=[]), "noise_rates is empty, so the grid expands to no runs"),
     (lambda s: s["train"].update(methods={}), "methods is empty, so the grid expands to no runs"),
     (lambda s: s["train"].update(seeds=[]), "seeds is empty"),
-    (lambda s: s["train"].update(noise_rates=[0.5, 1.2]), "noise rate 1.2 is outside [0, 1]"),
-    (lambda s: s["train"].update(noise_rates=[-0.1]), "noise rate -0.1 is outside [0, 1]"),
+    (lambda s: s["train"].update(noise_rates=[0.5, 1.2]), "noise_rates: noise_rate=1.2 is invalid: give a number in [0, 1]"),
+    (lambda s: s["train"].update(noise_rates=[-0.1]), "noise_rate=-0.1 is invalid: give a number in [0, 1]"),
     (lambda s: s["train"].update(noise_rates=[0.5, 0.5]), "noise_rates lists 0.5 twice"),
-    (lambda s: s["train"].update(seeds=[1.5]), "seed 1.5 is not a whole number"),
-    (lambda s: s["train"].pop("epochs"), "train: epochs is missing"),
-    (lambda s: s["dataset"].pop("resolution"), "dataset: resolution is missing"),
+    (lambda s: s["train"].update(seeds=[1.5]), "seeds: seed=1.5 is invalid: give a whole number >= 0"),
+    (lambda s: s["train"].pop("noise_rates"), "train: noise_rates is missing"),
+    (lambda s: s["dataset"].pop("name"), "dataset: name is missing"),
     (lambda s: s.update(name="a/b"), "name 'a/b' cannot be a folder name"),
     (lambda s: s.update(train=[1]), "train must be a mapping"),
-    (lambda s: s["train"].update(epochs="ten"), "train: epochs must be a whole number >= 1, not 'ten'"),
-    (lambda s: s["pretrain"].update(lr="fast"), "pretrain: lr must be a number > 0, or null, not 'fast'"),
-    (lambda s: s["train"].update(methods={"ce": {"batch_size": 0}}), "methods: ce: batch_size must be a whole number"),
-    (lambda s: s["train"].update(val_fraction=1.5), "train: val_fraction must be a number in [0, 1), not 1.5"),
-    (lambda s: s["train"].update(seeds="0"), "seed '0' is not a whole number"),
-    (lambda s: s["train"].update(seeds=[-1]), "seed -1 is not a whole number >= 0"),
-    (lambda s: s["dataset"].update(seed=-1), "dataset: seed must be a whole number >= 0"),
-    (lambda s: s["train"].update(noise_rates=["0.5"]), "noise rate '0.5' is not a number"),
+    (lambda s: s["train"].update(epochs="ten"), "train: epochs='ten' is invalid: give a whole number >= 1"),
+    (lambda s: s["pretrain"].update(lr="fast"), "pretrain: lr='fast' is invalid: give a number > 0"),
+    (lambda s: s["train"].update(methods={"ce": {"batch_size": 0}}), "methods: ce: batch_size=0 is invalid: give None"),
+    (lambda s: s["train"].update(val_fraction=0.7), "train: val_fraction=0.7 is invalid: give a number in [0, 0.5]"),
+    (lambda s: s["train"].update(seeds="0"), "seed='0' is invalid: give a whole number"),
+    (lambda s: s["train"].update(seeds=[-1]), "seed=-1 is invalid: give a whole number >= 0"),
+    (lambda s: s["dataset"].update(seed=-1), "dataset: seed=-1 is invalid: give a whole number >= 0"),
+    (lambda s: s["train"].update(noise_rates=["0.5"]), "noise_rate='0.5' is invalid: give a number in [0, 1]"),
     (lambda s: s["train"].update(methods={"dividemix": {"options": {"warmup": 2}}}),
      "methods: dividemix: options: unknown option 'warmup'"),
     (lambda s: s["train"].update(methods={"ce": {"options": [1]}}), "methods: ce: options must be a mapping"),
-    (lambda s: s["dataset"].update(resolution="32"), "dataset: resolution must be a whole number of pixels, not '32'"),
-    (lambda s: s["dataset"].update(stem="tiny"), "dataset: stem must be auto, imagenet or small, not 'tiny'"),
+    (lambda s: s["dataset"].update(resolution="32"), "dataset: resolution='32' is invalid: give None"),
+    (lambda s: s["dataset"].update(stem="tiny"), "dataset: stem='tiny' is invalid: give one of auto, imagenet, small"),
     (lambda s: s["dataset"].update(name="nct_crc"), "dataset: unknown dataset 'nct_crc' (did you mean 'nct_crc_he'?)"),
     (lambda s: s["dataset"].update(options={"per_clas": 3}), "dataset: options: unknown synthetic option 'per_clas' (did you mean 'per_class'?)"),
-    (lambda s: s.update(device="gpu"), "device must be auto, cpu, cuda or cuda:N, not 'gpu'"),
+    (lambda s: s.update(device="gpu"), "device='gpu' is invalid: give auto, cpu, cuda or cuda:N"),
     (lambda s: s.update(resources={"training": {}}), "resources: unknown key 'training' (did you mean 'train'?)"),
     (lambda s: s.update(resources={"train": {"gpus": 1}}), "resources: train: unknown key 'gpus' (did you mean"),
-    (lambda s: s.update(resources={"train": {"num_gpus": 1.5}}), "resources: train: num_gpus must be a number >= 0,"
-                                                                 " a whole one above 1"),
-    (lambda s: s.update(resources={"train": {"num_cpus": "2"}}), "resources: train: num_cpus must be a number >= 0"),
+    (lambda s: s.update(resources={"train": {"num_gpus": 1.5}}), "resources: train: num_gpus=1.5 is invalid: give a "
+                                                                 "number >= 0, a whole one above 1"),
+    (lambda s: s.update(resources={"train": {"num_cpus": "2"}}), "resources: train: num_cpus='2' is invalid: give a number >= 0"),
 ])
 def test_mistakes_are_one_line_errors_that_name_the_fix(change, message):
     study = base()
@@ -226,11 +230,11 @@ def test_analysis_key_changes_with_the_results_table(tmp_path):
 
 def test_parameters_the_notebook_does_not_declare_are_errors(tmp_path):
     notebooks = write_stubs(tmp_path / "nb", tmp_path / "log",
-                            pretrain={k: v for k, v in PRETRAIN.items() if k != "temperature"})
+                            pretrain={k: v for k, v in PRETRAIN.items() if k != "knn_k"})
     runs = expand(check_study(base()), tmp_path / "o", notebooks)
     for run in runs[2:]:
         check_parameters(run)
-    with pytest.raises(NbstudyError, match="unknown parameter 'temperature'"):
+    with pytest.raises(NbstudyError, match="unknown parameter 'knn_k'"):
         check_parameters(runs[0])
 
 
@@ -248,7 +252,8 @@ def test_results_table_has_a_row_per_training_run_with_grid_and_metrics(tmp_path
     for column in ("init", "init_run", "method", "method_options", "noise_kind", "noise_rate", "seed", "epochs",
                    "lr", "best_acc", "last_acc"):
         assert column in rows[0]
-    assert rows[0]["status"] == "finished" and rows[0]["best_acc"] == "0.9" and rows[0]["method_options"] == "{}"
+    assert rows[0]["status"] == "finished" and rows[0]["best_acc"] == "0.9"
+    assert json.loads(rows[0]["method_options"]) == {"optimizer": "sgd", "momentum": 0.9, "weight_decay": 5e-4}
     assert rows[1]["status"] == "failed" and rows[1]["best_acc"] == ""
     assert rows[2]["status"] == "skipped"
     assert not list(tmp_path.glob("t/.results.csv*"))  # no temporary file left behind

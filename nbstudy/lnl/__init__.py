@@ -3,19 +3,19 @@
     from nbstudy.lnl import train_noisy
     final = train_noisy(method="dividemix", noise_rate=0.6, epochs=100, output_dir="outputs/train/dm")
 
-`train_noisy` takes the parameters of `loop.DEFAULTS` (a dict, keywords, or
-both), writes the run's records to output_dir (see `records` and
+`train_noisy` takes the parameters of `PARAMS` (`params.py`; a dict, keywords,
+or both), writes the run's records to output_dir (see `records` and
 docs/records.md) and returns its `final` metrics. `prepare` + `train` do the same
 in two steps, so a notebook can show the data and the noise before training.
 """
 
 from __future__ import annotations
 
-from nbstudy.lnl import ce, coteaching, dividemix
-from nbstudy.lnl.loop import DEFAULTS, Setup, prepare, train
+from nbstudy.lnl.base import Setup
+from nbstudy.lnl.loop import prepare, train
+from nbstudy.lnl.params import DEFAULTS, PARAMS, resolve
 from nbstudy.lnl.records import load_records, selection_metrics
-
-METHODS = {"ce": ce.METHOD, "coteaching": coteaching.METHOD, "dividemix": dividemix.METHOD}
+from nbstudy.lnl.registry import METHODS
 
 
 def train_noisy(params: dict | None = None, **kwargs) -> dict:
@@ -23,4 +23,5 @@ def train_noisy(params: dict | None = None, **kwargs) -> dict:
     return train(prepare(params, **kwargs))
 
 
-__all__ = ["METHODS", "DEFAULTS", "Setup", "prepare", "train", "train_noisy", "load_records", "selection_metrics"]
+__all__ = ["METHODS", "PARAMS", "DEFAULTS", "resolve", "Setup", "prepare", "train", "train_noisy", "load_records",
+           "selection_metrics"]

@@ -11,9 +11,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from nbstudy.lnl.loop import Method, check_option, set_lr
+from nbstudy.lnl.base import Method, set_lr
+from nbstudy.params import Param, one_of, real
 
-OPTIONS = {"optimizer": "sgd", "momentum": 0.9, "weight_decay": 5e-4}
+# The reference optimiser's options, shared with DivideMix.
+SGD_OPTIONS = {
+    "optimizer": Param("sgd", one_of("sgd", "adam"), "sgd (the reference) or adam (same schedule; pass its lr)"),
+    "momentum": Param(0.9, real(0, 0.999), "SGD momentum"),
+    "weight_decay": Param(5e-4, real(0, 1), "weight decay"),
+}
 
 
 def sgd(ctx) -> list:
@@ -37,13 +43,6 @@ def step_schedule(ctx, epoch: int) -> float:
     return lr
 
 
-def check_sgd_options(opts: dict, params: dict) -> dict:
-    check_option(opts, "optimizer", choices=["sgd", "adam"])
-    check_option(opts, "momentum", 0.0, 0.999)
-    check_option(opts, "weight_decay", 0.0, 1.0)
-    return opts
-
-
 def train_epoch(ctx, epoch: int, state: dict) -> dict:
     net, opt = ctx.nets[0], ctx.optimizers[0]
     loader = ctx.loader(ctx.train_idx, ctx.labels, key=(epoch, 0))
@@ -59,5 +58,5 @@ def train_epoch(ctx, epoch: int, state: dict) -> dict:
     return {"loss": float(total) / len(loader)}
 
 
-METHOD = Method(name="ce", networks=1, reported="A", lr=0.02, batch_size=128, options=OPTIONS,
-                optimizers=sgd, schedule=step_schedule, train_epoch=train_epoch, check_options=check_sgd_options)
+METHOD = Method(name="ce", networks=1, reported="A", lr=0.02, batch_size=128, options=SGD_OPTIONS,
+                optimizers=sgd, schedule=step_schedule, train_epoch=train_epoch)

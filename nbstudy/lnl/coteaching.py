@@ -25,9 +25,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nbstudy.lnl.loop import Method, check_option, set_lr
+from nbstudy.lnl.base import Method, set_lr
+from nbstudy.params import Param, optional, real, whole
 
-OPTIONS = {"forget_rate": None, "num_gradual": 10, "decay_start": 0.4}
+OPTIONS = {
+    "forget_rate": Param(None, optional(real(0, 0.99), "the expected fraction of wrong labels"),
+                         "tau, the fraction of large-loss samples dropped once the ramp is over"),
+    "num_gradual": Param(10, whole(1), "epochs over which the forget rate ramps up from 0 (Tk)"),
+    "decay_start": Param(0.4, real(0, 1), "fraction of epochs after which lr decays to 0 and beta1 = 0.1 "
+                         "(80/200 officially)"),
+}
 
 
 def forget_rate_schedule(epoch: int, forget_rate: float, num_gradual: int) -> float:
@@ -71,12 +78,10 @@ def schedule(ctx, epoch: int) -> float:
 
 
 def check_options(opts: dict, params: dict) -> dict:
-    check_option(opts, "forget_rate", 0.0, 0.99, none_ok=True)
-    check_option(opts, "num_gradual", 1, None, integer=True)
-    check_option(opts, "decay_start", 0.0, 1.0)
-    if opts["forget_rate"] is None:  # tau = the fraction of wrong labels (Co-teaching's "noise rate")
-        expected = params.get("expected_noise_rate", params["noise_rate"])
-        opts = {**opts, "forget_rate": round(min(float(expected), 0.99), 6)}
+    """forget_rate None: tau = the fraction of wrong labels the noise is expected to make (Co-teaching's
+    "noise rate"), filled in once the labels are known (`prepare` passes expected_noise_rate)."""
+    if opts["forget_rate"] is None and "expected_noise_rate" in params:
+        opts = {**opts, "forget_rate": round(min(float(params["expected_noise_rate"]), 0.99), 6)}
     return opts
 
 

@@ -30,12 +30,23 @@ import torch.nn.functional as F
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
-from nbstudy.lnl.ce import check_sgd_options, sgd, step_schedule
-from nbstudy.lnl.loop import Method, check_option, eval_mode
+from nbstudy.lnl.base import Method, eval_mode
+from nbstudy.lnl.ce import SGD_OPTIONS, sgd, step_schedule
+from nbstudy.params import Param, flag, optional, real, whole
 
-OPTIONS = {"warmup_epochs": 10, "p_threshold": 0.5, "lambda_u": 25.0, "rampup_epochs": 16, "alpha": 4.0,
-           "T": 0.5, "loss_window": None, "confidence_penalty": None, "optimizer": "sgd", "momentum": 0.9,
-           "weight_decay": 5e-4}
+OPTIONS = {
+    "warmup_epochs": Param(10, whole(0), "epochs of plain CE before the first division"),
+    "p_threshold": Param(0.5, real(0, 1), "clean probability above which a sample is labelled"),
+    "lambda_u": Param(25.0, real(0), "weight of the unlabelled loss (0 at low or asymmetric noise)"),
+    "rampup_epochs": Param(16, whole(1), "epochs over which lambda_u ramps up after warm-up"),
+    "alpha": Param(4.0, real(1e-6), "MixMatch's Beta(alpha, alpha)"),
+    "T": Param(0.5, real(1e-3, 1), "sharpening temperature"),
+    "loss_window": Param(None, optional(whole(1), "5 at noise >= 0.9, else 1"), "epochs of losses averaged "
+                         "before the mixture fit"),
+    "confidence_penalty": Param(None, optional(flag(), "on for non-symmetric noise"), "negative-entropy penalty "
+                                "in warm-up"),
+    **SGD_OPTIONS,
+}
 
 
 def normalize_losses(losses: np.ndarray) -> np.ndarray:
@@ -125,15 +136,7 @@ def neg_entropy(logits: torch.Tensor) -> torch.Tensor:
 
 
 def check_options(opts: dict, params: dict) -> dict:
-    check_option(opts, "warmup_epochs", 0, None, integer=True)
-    check_option(opts, "p_threshold", 0.0, 1.0)
-    check_option(opts, "lambda_u", 0.0, None)
-    check_option(opts, "rampup_epochs", 1, None, integer=True)
-    check_option(opts, "alpha", 1e-6, None)
-    check_option(opts, "T", 1e-3, 1.0)
-    check_option(opts, "loss_window", 1, None, integer=True, none_ok=True)
-    check_option(opts, "confidence_penalty", choices=[True, False], none_ok=True)
-    opts = check_sgd_options(dict(opts), params)
+    opts = dict(opts)
     if opts["loss_window"] is None:  # the original averages the last 5 epochs' losses at noise 0.9
         opts["loss_window"] = 5 if params["noise_rate"] >= 0.9 else 1
     if opts["confidence_penalty"] is None:  # the original penalises confidence for asymmetric noise only

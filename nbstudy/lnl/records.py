@@ -30,6 +30,7 @@ from nbstudy.errors import NbstudyError
 
 METRICS_FILE = "metrics.json"
 RECORDS_FILE = "records.npz"
+PARAMS_FILE = "params.yaml"      # written when the run starts: every parameter and method option it runs with
 
 
 def selection_metrics(selected, score, noisy) -> dict:
@@ -83,6 +84,40 @@ def summarize(history: list[dict], reported: str, actual_noise_rate: float, trai
         "epochs": len(history),
         "train_time_s": float(train_time_s),
     }
+
+
+def write_run(out: Path, setup, ctx, state: dict, final: dict) -> None:
+    """A finished run's records: `setup` (`base.Setup`), the loop's `ctx` and `state`, the `final` summary."""
+    ds = setup.dataset
+    metrics = {
+        "format": "nbstudy-train-records/1",
+        "params": setup.params,
+        "method_options": setup.options,
+        "lr": ctx.lr,
+        "batch_size": ctx.batch_size,
+        "init": state["init"],
+        "dataset": {"name": ds.name, "synthetic": bool(ds.synthetic), "class_names": list(ds.class_names),
+                    "num_classes": ds.num_classes, "resolution": ds.resolution,
+                    "n_train": len(setup.train_idx), "n_val": len(setup.val_idx), "n_test": len(ds.test_labels)},
+        "noise": {"kind": setup.params["noise_kind"], "rate": setup.params["noise_rate"],
+                  "actual_rate": setup.actual_noise_rate,
+                  "transition_matrix": setup.transition_matrix().tolist()},
+        "history": state["history"],
+        "final": final,
+    }
+    arrays = {
+        "clean_labels": setup.clean_labels,
+        "noisy_labels": setup.noisy_labels,
+        "noise_mask": setup.noise_mask,
+        "train_indices": setup.train_idx,
+        "val_indices": setup.val_idx,
+        "record_epochs": np.asarray(state["record_epochs"], dtype=np.int64),
+        "losses": np.stack(state["losses"]),      # the last epoch is always recorded
+        "selection": np.stack(state["selection"]),
+        "filters_initial": state["filters_initial"],
+        "filters_final": state["filters_final"],
+    }
+    write_records(out, metrics, arrays)
 
 
 def write_records(output_dir, metrics: dict, arrays: dict) -> None:

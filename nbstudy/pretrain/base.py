@@ -1,6 +1,8 @@
 """What every pretext method shares: the interface, input normalisation, and the classification loss.
 
-A method is an `nn.Module` that owns the backbone and its head and has three parts:
+A method is an `nn.Module` that owns the backbone and its head; it is built as
+``Method(backbone, mean, std, resolution, **method_options)``, its options declared in
+``options`` (a table of `nbstudy.params.Param`, checked before it is built). It has three parts:
 ``make_inputs(x, generator)`` turns a batch of images (float in [0, 1]) into network inputs
 (still in [0, 1], so they can be shown) and targets; ``forward(inputs)`` normalises and runs
 backbone + head; ``loss(outputs, targets)`` returns (loss, pretext accuracy). Only the
@@ -23,13 +25,19 @@ class PretextMethod(nn.Module):
     """Backbone + head; subclasses define make_inputs, forward and loss (see the module docstring)."""
 
     name = ""
-    options: tuple = ()   # run parameters this method takes, passed to __init__ by name ("resolution": the data's)
+    options: dict = {}    # the method's own options (method_options): {name: nbstudy.params.Param}
 
-    def __init__(self, backbone: nn.Module, mean, std):
+    def __init__(self, backbone: nn.Module, mean, std, resolution: int):
         super().__init__()
         self.backbone = backbone
+        self.resolution = int(resolution)
         self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    @classmethod
+    def check_options(cls, options: dict, params: dict) -> dict:
+        """Checks across options and run parameters, after each option's own check; returns the options."""
+        return options
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std

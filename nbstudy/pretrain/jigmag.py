@@ -37,10 +37,8 @@ def make_jigmag(x: torch.Tensor, labels: torch.Tensor, tile: int, orders: torch.
 
 class Jigmag(PretextMethod):
     name = "jigmag"
-    options = ("resolution",)
-
     def __init__(self, backbone, mean, std, resolution: int):
-        super().__init__(backbone, mean, std)
+        super().__init__(backbone, mean, std, resolution)
         self.tile = int(resolution) // 2
         self.head = nn.Linear(FEATURE_DIM, len(ORDERS))
         self.register_buffer("orders", ORDERS.clone(), persistent=False)

@@ -25,6 +25,7 @@ from torch import nn
 from nbstudy.augment import box_grid, random_hflip
 from nbstudy.errors import NbstudyError
 from nbstudy.models import FEATURE_DIM
+from nbstudy.params import Param, optional, real, whole
 from nbstudy.pretrain.base import PretextMethod, classification_loss, to_hwc
 
 TILE_EPS = 0.01   # floor on a tile's std (in [0, 1] units, ~2.5 grey levels): flat tiles are not blown up
@@ -45,7 +46,7 @@ def permutation_set(size: int = 100) -> np.ndarray:
     """
     perms = _all_permutations()
     if not 2 <= size <= len(perms):
-        raise NbstudyError(f"jigsaw_permutations={size} is out of range: use 2 to {len(perms)} (100 or 1000 are usual)")
+        raise NbstudyError(f"permutations={size} is out of range: use 2 to {len(perms)} (100 or 1000 are usual)")
     chosen = [0]
     dist = (perms != perms[0]).sum(1)
     dmin, dsum = dist.copy(), dist.astype(np.int64)
@@ -70,7 +71,7 @@ def tile_geometry(resolution: int, crop: float = 0.85, small_stem: bool = True, 
     if cell < 3:
         raise NbstudyError(f"jigsaw needs images of at least 9 px, got {resolution} px: use a larger resolution")
     if not 0 < crop <= 1:
-        raise NbstudyError(f"jigsaw_crop={crop} must be a fraction of the cell in (0, 1], e.g. 0.85")
+        raise NbstudyError(f"crop={crop} must be a fraction of the cell in (0, 1], e.g. 0.85")
     side = max(1, min(int(crop * cell + 0.5), cell - 2))
     if tile is None:
         tile = side if small_stem else max(side, 32)
@@ -104,13 +105,24 @@ def normalize_tiles(tiles: torch.Tensor) -> torch.Tensor:
 
 class Jigsaw(PretextMethod):
     name = "jigsaw"
-    options = ("resolution", "jigsaw_permutations", "jigsaw_crop", "jigsaw_tile")
+    options = {
+        "permutations": Param(100, whole(2, 362880), "size P of the permutation set (100 or 1000 in the literature)"),
+        "crop": Param(0.85, real(0, 1, low_open=True), "tile crop side as a fraction of the cell (at most cell - 2 px)"),
+        "tile": Param(None, optional(whole(1), "auto"), "tile side in px; auto: the crop side, at least 32 px "
+                      "with the imagenet stem"),
+    }
 
-    def __init__(self, backbone, mean, std, resolution: int, jigsaw_permutations: int = 100,
-                 jigsaw_crop: float = 0.85, jigsaw_tile: int | None = None):
-        super().__init__(backbone, mean, std)
-        self.cell, self.crop, self.tile = tile_geometry(resolution, jigsaw_crop, backbone.small_stem, jigsaw_tile)
-        self.register_buffer("permutations", torch.from_numpy(permutation_set(int(jigsaw_permutations))))
+    @classmethod
+    def check_options(cls, options, params):
+        if params.get("resolution") is not None:
+            tile_geometry(params["resolution"], options["crop"], True, options["tile"])
+        return options
+
+    def __init__(self, backbone, mean, std, resolution: int, permutations: int = 100, crop: float = 0.85,
+                 tile: int | None = None):
+        super().__init__(backbone, mean, std, resolution)
+        self.cell, self.crop, self.tile = tile_geometry(resolution, crop, backbone.small_stem, tile)
+        self.register_buffer("permutations", torch.from_numpy(permutation_set(int(permutations))))
         self.head = nn.Sequential(nn.Linear(9 * FEATURE_DIM, 1024), nn.ReLU(inplace=True),
                                   nn.Linear(1024, len(self.permutations)))
 

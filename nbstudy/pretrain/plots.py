@@ -11,24 +11,30 @@ import torch
 from nbstudy import augment
 
 
-def show_examples(method, images, n: int = 4, seed: int = 0):
-    """The first n images next to the inputs `method` makes from them (views, rotations, puzzles), with targets."""
-    import matplotlib.pyplot as plt
-
+def examples(method, images, n: int = 4, seed: int = 0) -> list:
+    """Rows of (image HWC in [0, 1], caption): the first n images, then the inputs `method` makes from them
+    (views, rotations, puzzles) with their targets."""
     x = augment.to_float(torch.from_numpy(np.ascontiguousarray(images[:n])).permute(0, 3, 1, 2))
     x = x.to(method.mean.device)
     with torch.no_grad():
         inputs, targets = method.make_inputs(x, torch.Generator(device=x.device).manual_seed(seed))
     rows = method.examples(inputs, targets, n)
-    cols = 1 + max(len(r) for r in rows)
+    return [[(x[i].permute(1, 2, 0).cpu().numpy(), "image"), *row] for i, row in enumerate(rows)]
+
+
+def show_examples(rows: list, method_name: str):
+    """The rows of `examples` as a grid of captioned images."""
+    import matplotlib.pyplot as plt
+
+    cols = max(len(r) for r in rows)
     fig, axes = plt.subplots(len(rows), cols, figsize=(2.2 * cols, 2.3 * len(rows)), squeeze=False)
     for i, row in enumerate(rows):
-        for ax, (img, caption) in zip(axes[i], [(x[i].permute(1, 2, 0).cpu().numpy(), "image")] + row):
+        for ax, (img, caption) in zip(axes[i], row):
             ax.imshow(img, interpolation="nearest")
             ax.set_title(caption, fontsize=8)
         for ax in axes[i]:
             ax.axis("off")
-    fig.suptitle(f"{method.name}: what the network sees", fontsize=10)
+    fig.suptitle(f"{method_name}: what the network sees", fontsize=10)
     fig.tight_layout()
     return fig
 

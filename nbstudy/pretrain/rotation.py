@@ -25,8 +25,8 @@ def rotate_all(x: torch.Tensor):
 class Rotation(PretextMethod):
     name = "rotation"
 
-    def __init__(self, backbone, mean, std):
-        super().__init__(backbone, mean, std)
+    def __init__(self, backbone, mean, std, resolution: int):
+        super().__init__(backbone, mean, std, resolution)
         self.head = nn.Linear(FEATURE_DIM, 4)
 
     def make_inputs(self, x, generator=None):

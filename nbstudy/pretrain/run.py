@@ -1,26 +1,21 @@
-"""Stage 1 driver: pretrain a backbone with one method, checkpoint every epoch, save the backbone.
+"""Stage 1's loop: pretrain a backbone with one method, checkpoint every epoch, save the backbone.
 
-``run_pretraining(params, **overrides)`` validates the parameters, loads the dataset (its
-labels are used only by the k-NN probe), trains with Adam (default, as in the study's code),
-AdamW or SGD under a linear warm-up + cosine schedule stepped every iteration, and writes to
-``output_dir``:
+``run_pretraining(params, **overrides)`` checks the parameters (`params.resolve`),
+loads the dataset (its labels are used only by the k-NN probe), trains with Adam
+(default, as in the study's code), AdamW or SGD under a linear warm-up + cosine
+schedule stepped every iteration, and writes to ``output_dir`` (see `records`):
+``params.yaml`` first, ``pretrain_state.pt`` after every epoch, and at the end
+``backbone.pt`` and ``pretrain_metrics.json``.
 
-- ``pretrain_state.pt`` after every epoch (weights, head, optimiser, schedule, history), so
-  a killed run started again with the same parameters resumes after its last finished
-  epoch; it is deleted once the run is complete;
-- ``backbone.pt``: the backbone only (``checkpoint.save_backbone``) with method, hparams,
-  dataset, resolution, epochs done, loss history and probe accuracies;
-- ``pretrain_metrics.json``: the same facts as JSON, for plots and the study runner.
-
-Augmentation randomness and batch order are a function of (seed, epoch), so a resumed run
-takes the same path as an uninterrupted one. If ``output_dir`` holds a run with other
-parameters, that is an error (use another output_dir, or resume=False to start over);
-a finished run with the same parameters is reused as is.
+Augmentation randomness and batch order are a function of (seed, epoch), so a
+resumed run (`nbstudy.resume`) takes the same path as an uninterrupted one. If
+``output_dir`` holds a run with other parameters, that is an error (use another
+output_dir, or resume=False to start over); a finished run with the same
+parameters is reused as is.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -29,70 +24,20 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from nbstudy import augment
-from nbstudy.checkpoint import atomic_write, load_checkpoint, save_atomic, save_backbone
+from nbstudy import augment, resume
+from nbstudy.checkpoint import load_checkpoint, save_backbone
+from nbstudy.data import load_dataset
 from nbstudy.errors import NbstudyError
 from nbstudy.loader import BatchLoader
 from nbstudy.models import build_backbone, use_small_stem
-from nbstudy.pretrain.jigmag import Jigmag
-from nbstudy.pretrain.jigsaw import Jigsaw
-from nbstudy.pretrain.rotation import Rotation
-from nbstudy.pretrain.simclr import SimCLR
+from nbstudy.params import save_params
+from nbstudy.pretrain import records
+from nbstudy.pretrain.params import RUN_ONLY, resolve
+from nbstudy.pretrain.registry import METHODS
 from nbstudy.probe import knn_accuracy
 from nbstudy.runtime import autocast, compile_model, configure, prepare_model, resolve_device, seed_everything
 
-METHODS = {cls.name: cls for cls in (SimCLR, Rotation, Jigsaw, Jigmag)}
-OPTIMIZERS = ("adam", "adamw", "sgd")
-
-DEFAULTS = {
-    "dataset": "synthetic", "data_path": None, "dataset_options": {}, "data_seed": 0, "resolution": 32,
-    "stem": "auto", "method": "simclr", "epochs": 20, "batch_size": 256, "lr": 1e-3, "weight_decay": 1e-4,
-    "optimizer": "adam", "momentum": 0.9, "warmup_epochs": None,
-    "temperature": 0.5, "views": "auto", "view_options": {},
-    "jigsaw_permutations": 100, "jigsaw_crop": 0.85, "jigsaw_tile": None,
-    "knn_k": 20, "probe_every": 0, "seed": 0, "device": "auto", "torch_compile": False,
-    "output_dir": "outputs/pretrain", "resume": True, "progress": True,
-}
-# Parameters that do not change the trained weights: a resumed run may differ in these.
-RUN_ONLY = ("device", "torch_compile", "output_dir", "resume", "progress", "probe_every")
 KNN_TEMPERATURE = 0.07
-STATE_FILE, BACKBONE_FILE, METRICS_FILE = "pretrain_state.pt", "backbone.pt", "pretrain_metrics.json"
-
-
-def check_params(params: dict) -> dict:
-    """Defaults filled in, every value checked; a one-line NbstudyError names the first bad one."""
-    unknown = sorted(set(params) - set(DEFAULTS))
-    if unknown:
-        raise NbstudyError(f"unknown pretraining parameter(s) {', '.join(unknown)}: valid are {', '.join(DEFAULTS)}")
-    p = {**DEFAULTS, **params}
-
-    def need(ok, name, what):
-        if not ok:
-            raise NbstudyError(f"{name}={p[name]!r} is invalid: {what}")
-
-    need(p["method"] in METHODS, "method", f"use one of {', '.join(METHODS)}")
-    need(p["optimizer"] in OPTIMIZERS, "optimizer", f"use one of {', '.join(OPTIMIZERS)}")
-    for name, low in (("epochs", 1), ("batch_size", 2), ("knn_k", 1), ("probe_every", 0), ("data_seed", 0)):
-        need(isinstance(p[name], int) and not isinstance(p[name], bool) and p[name] >= low, name,
-             f"use a whole number >= {low}")
-    for name in ("lr", "temperature"):
-        need(isinstance(p[name], (int, float)) and p[name] > 0, name, "use a positive number")
-    for name in ("weight_decay", "momentum"):
-        need(isinstance(p[name], (int, float)) and p[name] >= 0, name, "use a number >= 0")
-    need(p["warmup_epochs"] is None or (isinstance(p["warmup_epochs"], (int, float)) and 0 <= p["warmup_epochs"] < p["epochs"]),
-         "warmup_epochs", "use None (auto) or a number of epochs >= 0 and below epochs")
-    need(p["resolution"] is None or (isinstance(p["resolution"], int) and p["resolution"] >= 8), "resolution",
-         "use None (the data's own) or a side in pixels >= 8")
-    for name in ("dataset_options", "view_options"):
-        need(isinstance(p[name], dict), name, "use a dict, e.g. {}")
-    for name in ("torch_compile", "resume", "progress"):
-        need(isinstance(p[name], bool), name, "use True or False")
-    return p
-
-
-def run_key(p: dict) -> dict:
-    """The parameters that decide the trained weights, in JSON form (lists, not tuples) so that they compare equal after saving."""
-    return json.loads(json.dumps({k: v for k, v in p.items() if k not in RUN_ONLY}))
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
@@ -110,11 +55,9 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
 
 def build_method(params: dict, data):
     """The method named in params with a fresh random-init backbone (seed it first for a reproducible init)."""
-    p = check_params(params)
-    cls = METHODS[p["method"]]
+    p = resolve({**params, "resolution": data.resolution})
     backbone = build_backbone(use_small_stem(p["stem"], data.resolution))
-    values = {**p, "resolution": data.resolution}
-    return cls(backbone, data.mean, data.std, **{name: values[name] for name in cls.options})
+    return METHODS[p["method"]](backbone, data.mean, data.std, data.resolution, **p["method_options"])
 
 
 def make_optimizer(p: dict, parameters):
@@ -170,22 +113,26 @@ def run_pretraining(params: dict | None = None, *, data=None, **kwargs) -> Path:
     """Pretrain as `params` (plus keyword overrides) say; return the path of the backbone checkpoint.
 
     data: an already loaded nbstudy Dataset matching params["dataset"] (saves loading it twice).
+    Errors: NbstudyError (one line) for a bad parameter, a foreign checkpoint, a loss that diverged.
     """
-    p = check_params({**(params or {}), **kwargs})
-    key = run_key(p)
+    p = resolve(params, **kwargs)
+    key = resume.run_key(p, RUN_ONLY)
     out = Path(p["output_dir"])
-    final, state_path, metrics_path = out / BACKBONE_FILE, out / STATE_FILE, out / METRICS_FILE
+    final, state_path = out / records.BACKBONE_FILE, out / records.STATE_FILE
     if p["resume"] and final.exists():
         meta = load_checkpoint(final)
-        _check_same_run(meta.get("hparams"), key, final)
+        if meta.get("hparams") != key["params"]:
+            raise NbstudyError(f"{final} is from a run with other {resume.describe_difference({'params': meta.get('hparams') or {}}, key)}:"
+                               " use a new output_dir, or resume=False to start over and overwrite it")
         tqdm.write(f"{final} is a finished run with these parameters: reusing it (resume=False retrains)")
-        if not metrics_path.exists():
-            _write_metrics(metrics_path, meta, p, final)
+        if not (out / records.METRICS_FILE).exists():
+            records.write_metrics(out, meta, p)
         return final
 
     device = resolve_device(p["device"])
     configure(device)
-    data = _load_data(p) if data is None else _check_data(data, p)
+    data = load_data(p) if data is None else _check_data(data, p)
+    save_params(out, p)
     seed_everything(p["seed"])
     method = prepare_model(build_method(p, data), device)
     n = len(data.train_images)
@@ -198,11 +145,12 @@ def run_pretraining(params: dict | None = None, *, data=None, **kwargs) -> Path:
         optimizer, lambda s: lr_factor(s, round(warmup * steps), p["epochs"] * steps))
 
     history, start, seconds = [], 0, 0.0
-    state = _load_state(state_path, key) if p["resume"] else None
+    state = resume.load_state(state_path, key) if p["resume"] else None
     if state is not None:
         method.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        resume.set_rng_state(state["rng"])
         history, start, seconds = state["history"], state["epoch"], state["seconds"]
         random_probe = state["random_init_probe_acc"]
         tqdm.write(f"resuming {p['method']} from epoch {start} of {p['epochs']} ({state_path})")
@@ -221,7 +169,7 @@ def run_pretraining(params: dict | None = None, *, data=None, **kwargs) -> Path:
                             device, f"epoch {epoch + 1}/{p['epochs']}", p["progress"])
         if not math.isfinite(stats["loss"]):
             raise NbstudyError(f"the {p['method']} loss became {stats['loss']} in epoch {epoch + 1}: lower lr "
-                               f"(now {p['lr']}) or raise temperature")
+                               f"(now {p['lr']}) or check method_options {p['method_options']}")
         record = {"epoch": epoch + 1, **stats, "lr": optimizer.param_groups[0]["lr"]}
         if p["probe_every"] and (epoch + 1) % p["probe_every"] == 0 and epoch + 1 < p["epochs"]:
             record["probe_acc"] = knn_accuracy(method.backbone, data, p["knn_k"], KNN_TEMPERATURE, device)
@@ -229,20 +177,20 @@ def run_pretraining(params: dict | None = None, *, data=None, **kwargs) -> Path:
         seconds += record["seconds"]
         history.append(record)
         tqdm.write(_epoch_line(record, p["epochs"]))
-        save_atomic({"params": key, "epoch": epoch + 1, "model": method.state_dict(),
-                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                     "history": history, "seconds": seconds, "random_init_probe_acc": random_probe}, state_path)
+        resume.save_state(state_path, key, epoch=epoch + 1, model=method.state_dict(),
+                          optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), rng=resume.rng_state(),
+                          history=history, seconds=seconds, random_init_probe_acc=random_probe)
 
     probe = knn_accuracy(method.backbone, data, p["knn_k"], KNN_TEMPERATURE, device)
     tqdm.write(f"k-NN accuracy {probe:.3f} (random init {random_probe:.3f}); backbone -> {final}")
-    meta = {"method": p["method"], "hparams": key, "dataset": data.name, "synthetic": bool(data.synthetic),
+    meta = {"method": p["method"], "hparams": key["params"], "dataset": data.name, "synthetic": bool(data.synthetic),
             "epochs_done": p["epochs"], "loss_history": [h["loss"] for h in history], "history": history,
             "probe": {"kind": "knn", "k": p["knn_k"], "temperature": KNN_TEMPERATURE},
             "probe_acc": probe, "random_init_probe_acc": random_probe, "seconds": seconds,
             "device": str(device), **method.metadata()}
     save_backbone(final, method.backbone, data.resolution, **meta)
-    _write_metrics(metrics_path, {"arch": "resnet18", "small_stem": method.backbone.small_stem,
-                                  "resolution": data.resolution, **meta}, p, final)
+    records.write_metrics(out, {"arch": "resnet18", "small_stem": method.backbone.small_stem,
+                                "resolution": data.resolution, **meta}, p)
     state_path.unlink(missing_ok=True)
     return final
 
@@ -254,30 +202,8 @@ def _epoch_line(r: dict, epochs: int) -> str:
     return line + f"  {r['seconds']:.1f}s"
 
 
-def _check_same_run(saved: dict | None, key: dict, path: Path) -> None:
-    if saved == key:
-        return
-    saved = saved or {}
-    diff = [k for k in key if saved.get(k) != key[k]]
-    shown = ", ".join(f"{k}: {saved.get(k)!r} there vs {key[k]!r} now" for k in diff[:3])
-    raise NbstudyError(f"{path} is from a run with other parameters ({shown}): use a new output_dir, "
-                       "or resume=False to start over and overwrite it")
-
-
-def _load_state(path: Path, key: dict) -> dict | None:
-    if not path.exists():
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # a torn file cannot happen (atomic writes), a foreign one can
-        raise NbstudyError(f"{path} cannot be read ({type(exc).__name__}): delete it or pass resume=False") from None
-    _check_same_run(state.get("params"), key, path)
-    return state
-
-
-def _load_data(p: dict):
-    from nbstudy.data import load_dataset
-
+def load_data(p: dict):
+    """The dataset a pretraining run with (resolved) parameters `p` trains on."""
     return load_dataset(p["dataset"], data_path=p["data_path"], resolution=p["resolution"], seed=p["data_seed"],
                         **p["dataset_options"])
 
@@ -287,10 +213,3 @@ def _check_data(data, p: dict):
         raise NbstudyError(f"data= holds {data.name!r} at {data.resolution} px but the parameters say "
                            f"{p['dataset']!r} at {p['resolution']} px: pass the matching dataset or drop data=")
     return data
-
-
-def _write_metrics(path: Path, meta: dict, p: dict, final: Path) -> None:
-    """pretrain_metrics.json: the checkpoint's facts (not its weights or permutation table) plus all parameters."""
-    record = {k: v for k, v in meta.items() if k not in ("format", "backbone", "jigsaw")}
-    record.update(params=json.loads(json.dumps(p, default=str)), checkpoint=str(final))
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1)))

@@ -13,6 +13,7 @@ from torch import nn
 
 from nbstudy import augment
 from nbstudy.models import FEATURE_DIM
+from nbstudy.params import Param, mapping, one_of, real
 from nbstudy.pretrain.base import PretextMethod, to_hwc
 
 
@@ -37,11 +38,23 @@ def nt_xent(z0: torch.Tensor, z1: torch.Tensor, temperature: float) -> torch.Ten
 
 class SimCLR(PretextMethod):
     name = "simclr"
-    options = ("resolution", "temperature", "views", "view_options")
+    options = {
+        "temperature": Param(0.5, real(0, low_open=True), "NT-Xent temperature (the study's code: 0.07, with "
+                             "batch 512 and hundreds of epochs; 0.5 is better on short small runs)"),
+        "views": Param("auto", one_of("auto", *augment.VIEW_PROFILES), "view profile: auto (small up to 64 px, "
+                       "else imagenet), small, imagenet"),
+        "view_options": Param({}, mapping(), "overrides of the view profile's fields, e.g. {'blur_p': 0.5}"),
+    }
+
+    @classmethod
+    def check_options(cls, options, params):
+        resolution = params.get("resolution") or 224   # the data's own size is known only once it is loaded
+        augment.view_profile(options["views"], resolution, **options["view_options"])
+        return options
 
     def __init__(self, backbone, mean, std, resolution: int, temperature: float = 0.5, views: str = "auto",
                  view_options: dict | None = None):
-        super().__init__(backbone, mean, std)
+        super().__init__(backbone, mean, std, resolution)
         self.temperature = float(temperature)
         self.profile = augment.view_profile(views, resolution, **(view_options or {}))
         self.head = nn.Sequential(nn.Linear(FEATURE_DIM, 512), nn.ReLU(inplace=True), nn.Linear(512, 128))

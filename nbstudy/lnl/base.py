@@ -1,0 +1,169 @@
+"""The noisy-label method API: what a method defines (`Method`) and what its epoch gets (`Context`).
+
+A method (see `ce.py`, `coteaching.py`, `dividemix.py`) only says how to build
+its optimisers, how to set the schedule for an epoch and how to train one epoch;
+the loop (`loop.py`) does everything else, the same for every method.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from nbstudy import augment, noise
+from nbstudy.evaluate import predict
+from nbstudy.loader import BatchLoader
+from nbstudy.runtime import autocast
+
+
+@dataclass(frozen=True)
+class Method:
+    """A noisy-label method, as the loop sees it (the modules `ce`, `coteaching`, `dividemix` define one each).
+
+    optimizers(ctx) -> list, one per network; schedule(ctx, epoch) sets the
+    epoch's learning rate (a pure function of the epoch, so resuming needs no
+    scheduler object) and returns it; train_epoch(ctx, epoch, state) trains one
+    epoch and returns {"loss": mean training objective, and for selecting
+    methods "selected" (1/0/NaN per training sample), "score" (higher = more
+    likely clean) and "selection" (what the records keep)}; state(ctx) is the
+    method's own resumable state (saved in the checkpoint). `options` is the
+    table of its method_options (`nbstudy.params.Param`), each checked on its
+    own; check_options(options, params) checks them together and fills
+    derived values (e.g. Co-teaching's forget rate from the noise).
+    """
+
+    name: str
+    networks: int
+    reported: str               # the network whose test accuracy is reported: "A" or "ensemble"
+    lr: float                   # reference learning rate
+    batch_size: int             # reference batch size
+    options: dict               # method_options: {name: Param}, reference values as defaults
+    optimizers: Callable
+    schedule: Callable
+    train_epoch: Callable
+    check_options: Callable = lambda options, params: options
+    state: Callable = lambda ctx: {}
+
+
+@dataclass
+class Setup:
+    """A run's parameters (checked, defaults filled in), its data and its noisy labels."""
+
+    params: dict
+    method: Method
+    options: dict
+    dataset: object
+    clean_labels: np.ndarray
+    noisy_labels: np.ndarray
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+
+    @property
+    def noise_mask(self) -> np.ndarray:
+        return noise.noise_mask(self.clean_labels, self.noisy_labels)
+
+    @property
+    def actual_noise_rate(self) -> float:
+        return noise.actual_noise_rate(self.clean_labels, self.noisy_labels)
+
+    def transition_matrix(self) -> np.ndarray:
+        return noise.empirical_transition(self.clean_labels, self.noisy_labels, self.dataset.num_classes)
+
+
+@dataclass
+class Context:
+    """What a method's epoch needs: networks, optimisers, data on the host, random streams, options."""
+
+    nets: list
+    optimizers: list
+    images: np.ndarray
+    labels: np.ndarray          # noisy labels of every training image (dataset order)
+    train_idx: np.ndarray
+    num_classes: int
+    mean: torch.Tensor          # per-channel statistics, on the device
+    std: torch.Tensor
+    device: torch.device
+    batch_size: int
+    epochs: int
+    lr: float
+    seed: int
+    options: dict
+    noise_kind: str
+    noise_rate: float
+    gen: torch.Generator        # augmentation and permutations, on the device
+    rng: np.random.Generator    # host-side draws (MixMatch's lambda)
+    _loss_cache: dict = field(default_factory=dict)
+    _train_idx_t: torch.Tensor | None = None
+
+    def view(self, x: torch.Tensor) -> torch.Tensor:
+        """A random training view (crop + flip) of a uint8 batch, normalised."""
+        return augment.normalize(augment.weak(augment.to_float(x), self.gen), self.mean, self.std)
+
+    def loader(self, indices, *arrays, key: tuple, batch_size=None, drop_last=True) -> BatchLoader:
+        """A shuffled loader over `indices` (dataset indices); each `key` (epoch, role, ...) gets its own
+        reproducible order, so a resumed run sees the same batches."""
+        seed = int(np.random.SeedSequence([self.seed, *key]).generate_state(1)[0])
+        return BatchLoader(self.images, *arrays, batch_size=batch_size or self.batch_size, shuffle=True,
+                           seed=seed, drop_last=drop_last, device=self.device, indices=indices)
+
+    def positions(self, idx: torch.Tensor) -> torch.Tensor:
+        """Dataset indices -> positions in train_idx (sorted), on the device: where per-sample results go."""
+        if self._train_idx_t is None:
+            self._train_idx_t = torch.from_numpy(self.train_idx).to(self.device)
+        return torch.searchsorted(self._train_idx_t, idx)
+
+    def logits(self, net, images=None, indices=None) -> torch.Tensor:
+        """Un-augmented logits of `net` in eval mode, on the CPU: training images at `indices`, or `images`."""
+        with eval_mode(net):
+            return predict(net, self.images if images is None else images, self.mean, self.std, self.device,
+                           batch_size=max(256, self.batch_size), indices=indices)
+
+    def train_losses(self, k: int) -> np.ndarray:
+        """Per-sample CE of network k on the un-augmented training images (aligned with train_idx).
+
+        Cached until the networks next change (the loop calls `weights_changed`),
+        so the loss recorded after an epoch is reused by DivideMix's next division.
+        """
+        if k not in self._loss_cache:
+            logits = self.logits(self.nets[k], indices=self.train_idx)
+            y = torch.from_numpy(self.labels[self.train_idx])
+            self._loss_cache[k] = F.cross_entropy(logits, y, reduction="none").numpy()
+        return self._loss_cache[k]
+
+    @property
+    def fused(self) -> bool | None:
+        """Fused optimiser kernels where torch has them: on the CPU the unfused Adam step costs more than the
+        forward-backward of a small batch."""
+        return True if self.device.type in ("cpu", "cuda") else None
+
+    def weights_changed(self) -> None:
+        self._loss_cache.clear()
+
+    def autocast(self):
+        return autocast(self.device)
+
+
+@contextmanager
+def eval_mode(net):
+    """Evaluate in eval mode (BatchNorm running statistics), then restore the mode the network was in."""
+    was = net.training
+    net.eval()
+    try:
+        yield net
+    finally:
+        net.train(was)
+
+
+def set_lr(optimizers, lr: float, **group_values) -> None:
+    """Set the learning rate (and e.g. Adam's betas) of every optimiser."""
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group["lr"] = lr
+            group.update(group_values)
+
+

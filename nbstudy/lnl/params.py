@@ -1,0 +1,69 @@
+"""Stage 2's parameter contract: every noisy-label training parameter, its default, its check, its meaning.
+
+`PARAMS` is the only place these are written (see `nbstudy.params`); `DEFAULTS`,
+the study file's training keys, notebook 02's parameters cell and the table in
+docs/records.md follow from it. Each method's own options live with the method
+(`METHODS[name].options`) and are given as `method_options`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nbstudy import noise
+from nbstudy import params as P
+from nbstudy.errors import NbstudyError
+from nbstudy.lnl.registry import METHODS
+from nbstudy.params import Param
+
+PARAMS = {
+    **P.data_params(),
+    "method": Param("ce", P.one_of(*METHODS), "noisy-label method: " + ", ".join(METHODS)),
+    "method_options": Param({}, P.mapping(), "the method's own options (below), e.g. {'num_gradual': 5}"),
+    "noise_kind": Param("symmetric", P.one_of(*noise.KINDS), "label noise: " + ", ".join(noise.KINDS)),
+    "noise_rate": Param(0.0, P.real(0, 1), "probability that a label is corrupted"),
+    "noise_options": Param({}, P.mapping(), "{'mapping': [...]} for asymmetric, {'matrix': [[...]]} for matrix"),
+    "init": Param("random", P.text("random"), "random, or the path of a pretraining run's backbone.pt"),
+    "epochs": Param(100, P.whole(1), "training epochs"),
+    "batch_size": Param(None, P.optional(P.whole(2), "the method's reference batch size"), "images per step (None: the method's own)"),
+    "lr": Param(None, P.optional(P.real(0, low_open=True), "the method's reference lr"), "learning rate (None: the method's own)"),
+    "seed": Param(0, P.whole(0), "noisy labels, validation split, init, batch order, augmentation"),
+    "val_fraction": Param(0.1, P.real(0, 0.5), "training images held out with their noisy labels, to pick an "
+                          "epoch without test labels"),
+    "record_every": Param(1, P.whole(1), "record per-sample losses and selection every N epochs (and the last)"),
+    "checkpoint_every": Param(1, P.whole(0), "save a resumable checkpoint every N epochs (0: never)",
+                              run_only=True),
+    "keep_checkpoint": Param(False, P.flag(), "keep checkpoint.pt after the run", run_only=True),
+    "deterministic": Param(False, P.flag(), "deterministic cuDNN (CUDA only; the CPU always is)"),
+    "device": Param("auto", P.device(), "auto (CUDA when present), cpu, cuda, cuda:N", run_only=True),
+    "torch_compile": Param(False, P.flag(), "torch.compile the networks: faster long GPU runs", run_only=True),
+    "output_dir": Param("outputs/train", P.text("outputs/train"), "where the records and checkpoint go",
+                        run_only=True),
+    "progress": Param(True, P.flag(), "show progress bars", run_only=True),
+}
+DEFAULTS = P.defaults(PARAMS)
+RUN_ONLY = P.run_only(PARAMS)
+NEEDS = {"asymmetric": "mapping", "matrix": "matrix"}   # noise kinds and the noise_options key they need
+
+
+def resolve(params: dict | None = None, check_files: bool = True, **kwargs) -> dict:
+    """Every parameter checked, defaults filled in, method_options resolved by the method: a one-line
+    NbstudyError names the first bad value. check_files=False skips the init file's existence (a study
+    checks its runs before their pretraining has written it)."""
+    p = P.resolve(PARAMS, {**(params or {}), **kwargs})
+    check_noise_options(p["noise_kind"], p["noise_options"])
+    if check_files and p["init"] != "random" and not Path(p["init"]).is_file():
+        raise NbstudyError(f"init={p['init']!r} is invalid: give 'random' or an existing pretraining backbone file")
+    p["method_options"] = P.method_options(METHODS[p["method"]], p["method_options"], p)
+    return p
+
+
+def check_noise_options(kind: str, options: dict) -> None:
+    """Noise options must be those of `noise.corrupt_labels`, and a kind that needs one must have it."""
+    P.check_names(options, ["mapping", "matrix"], "noise option")
+    need = NEEDS.get(kind)
+    if need and options.get(need) is None:
+        raise NbstudyError(f"noise_kind={kind!r} needs noise_options={{'{need}': ...}}: give the class {need} "
+                           f"(docs/records.md), or use symmetric or pairflip noise")
+    if kind == "matrix":
+        noise.check_matrix(options["matrix"])
