@@ -351,7 +351,9 @@ def analysis_runs(analysis: dict, study_dir) -> list[Run]:
     for entry, nb in analysis.items():
         key = hashlib.sha1(nb.read_bytes() + results).hexdigest()[:8]
         name = f"analysis/{entry}"
-        runs.append(Run("analysis", name, study_dir / name, nb, {"study_dir": str(study_dir)}, {}, key=key))
+        folder = study_dir / name
+        runs.append(Run("analysis", name, folder, nb, {"study_dir": str(study_dir), "output_dir": str(folder)}, {},
+                        key=key))
     return runs
 
 

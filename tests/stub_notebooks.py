@@ -50,7 +50,7 @@ def write_stubs(folder, log_path, pretrain=PRETRAIN, analysis=("10_summary",), f
     _write(folder / "01_pretrain.ipynb", pretrain, pretrain_body, log_path, fail)
     _write(folder / "02_train_noisy.ipynb", TRAIN, train_body, log_path, fail)
     for stem in analysis:
-        _write(folder / f"{stem}.ipynb", {"study_dir": ""}, ANALYSIS_BODY, log_path, fail)
+        _write(folder / f"{stem}.ipynb", {"study_dir": "", "output_dir": ""}, ANALYSIS_BODY, log_path, fail)
     return folder
 
 

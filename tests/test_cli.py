@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 import os
 import signal
 import subprocess
@@ -234,3 +235,49 @@ def test_smoke_study_through_the_real_notebooks(tmp_path):
     start = time.time()
     assert main(["study", str(ROOT / "parameters" / "smoke.yaml"), "--out", str(out)]) == 0
     assert [p.stat().st_mtime_ns for p in statuses] == stamps and time.time() - start < 10
+
+
+@pytest.mark.slow
+def test_a_study_sets_method_options_and_stage_parameters_and_each_run_records_them(tmp_path):
+    """The contract's acceptance: pretext options, a view option and warmup_epochs from a study file reach the
+    runs, and each run's params.yaml (and its outputs) show the values it ran with."""
+    study = {"name": "opts", "device": "cpu",
+             "dataset": {"name": "synthetic", "resolution": 16, "stem": "imagenet",
+                         "options": {"num_classes": 3, "per_class": 8, "test_per_class": 4}},
+             "pretrain": {"methods": {"jigsaw": {"options": {"permutations": 10}},
+                                      "simclr": {"options": {"view_options": {"blur_p": 0.0}, "temperature": 0.2}}},
+                          "epochs": 2, "batch_size": 8, "warmup_epochs": 0.5},
+             "train": {"inits": ["jigsaw"], "methods": {"coteaching": {"options": {"num_gradual": 2}}},
+                       "noise_rates": [0.4], "epochs": 2, "batch_size": 8}}
+    path = tmp_path / "opts.yaml"
+    path.write_text(yaml.safe_dump(study))
+    out = tmp_path / "out"
+    assert main(["study", str(path), "--out", str(out)]) == 0
+    params = {p.parent.parent.name + "/" + p.parent.name.split("-")[0]: yaml.safe_load(p.read_text())
+              for p in out.glob("opts/*/*/params.yaml")}
+    assert set(params) == {"pretrain/jigsaw", "pretrain/simclr", "train/jigsaw"}
+    assert params["pretrain/jigsaw"]["method_options"] == {"permutations": 10, "crop": 0.85, "tile": None}
+    assert params["pretrain/simclr"]["method_options"] == {"temperature": 0.2, "views": "auto",
+                                                           "view_options": {"blur_p": 0.0}}
+    assert params["pretrain/jigsaw"]["warmup_epochs"] == params["pretrain/simclr"]["warmup_epochs"] == 0.5
+    trained = params["train/jigsaw"]
+    assert trained["method_options"]["num_gradual"] == 2 and trained["method_options"]["forget_rate"] is not None
+    jigsaw_dir = next(out.glob("opts/pretrain/jigsaw-*"))
+    assert len(torch_load(jigsaw_dir / "backbone.pt")["jigsaw"]["permutations"]) == 10
+    history = json.loads((jigsaw_dir / "figures" / "history.json").read_text())
+    metrics = json.loads((jigsaw_dir / "pretrain_metrics.json").read_text())
+    assert history["history"] == metrics["history"] and history["probe_acc"] == metrics["probe_acc"]
+    # 24 images in batches of 8: 3 steps an epoch; warm-up 0.5 epochs = 2 steps, so after step 3 the cosine is at 1/4
+    # of the remaining 4 steps (the default warm-up, a tenth of the run = 1 step, would give 0.65e-3).
+    assert metrics["history"][0]["lr"] == pytest.approx(0.5e-3 * (1 + math.cos(math.pi / 4)))
+    train_dir = next(out.glob("opts/train/jigsaw-*"))
+    curves = json.loads((train_dir / "figures" / "learning_curves.json").read_text())
+    records = json.loads((train_dir / "metrics.json").read_text())
+    assert curves["final"] == records["final"]
+    assert curves["history"]["test_acc"] == [h["test_acc"] for h in records["history"]]
+
+
+def torch_load(path):
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=False)

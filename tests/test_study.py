@@ -222,7 +222,8 @@ def test_analysis_key_changes_with_the_results_table(tmp_path):
     notebooks = write_stubs(tmp_path / "nb", tmp_path / "log")
     found = analysis_notebooks({"analysis": ["summary"]}, notebooks)
     before = analysis_runs(found, tmp_path / "s")[0]
-    assert before.name == "analysis/summary" and before.params == {"study_dir": str((tmp_path / "s").resolve())}
+    assert before.name == "analysis/summary" and before.params == {"study_dir": str((tmp_path / "s").resolve()),
+                                                                   "output_dir": str(before.folder)}
     (tmp_path / "s").mkdir()
     (tmp_path / "s" / "results.csv").write_text("run\n")
     assert analysis_runs(found, tmp_path / "s")[0].key != before.key
