@@ -81,7 +81,10 @@ def check_matrix(matrix, k: int | None = None) -> np.ndarray:
     except (TypeError, ValueError):
         raise NbstudyError(f"transition matrix {matrix!r} is not a K x K table of numbers: give one row per "
                            "true class") from None
-    k = len(t) if k is None and t.ndim else k
+    if t.ndim != 2:
+        raise NbstudyError(f"transition matrix {' '.join(repr(matrix).split())[:60]} is not a K x K table of "
+                           "numbers: give one row per true class")
+    k = len(t) if k is None else k
     if t.shape != (k, k):
         raise NbstudyError(f"transition matrix has shape {t.shape}, expected ({k}, {k}) for {k} classes")
     if (t < 0).any():

@@ -22,7 +22,6 @@ and what to give instead.
 from __future__ import annotations
 
 import difflib
-import json
 import math
 import numbers
 import re
@@ -51,8 +50,14 @@ class Check:
         if not self.ok(value):
             close = difflib.get_close_matches(str(value), self.choices, n=1) if self.choices else []
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise NbstudyError(f"{name}={value!r} is invalid{hint}: give {self.what}")
+            raise NbstudyError(f"{name}={shown(value)} is invalid{hint}: give {self.what}")
         return self.clean(value)
+
+
+def shown(value, limit: int = 80) -> str:
+    """A value's repr on one line, cut to `limit` characters (an error message stays one short line)."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -75,14 +80,19 @@ def is_whole(v) -> bool:
 
 
 def is_real(v) -> bool:
-    return isinstance(v, (numbers.Real, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) \
-        and math.isfinite(v)
+    if not isinstance(v, (numbers.Real, np.integer, np.floating)) or isinstance(v, (bool, np.bool_)):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:   # an int too large for a float
+        return False
 
 
 def _range(low, high, low_open=False) -> str:
+    num = lambda x: f"{x:g}" if isinstance(x, float) else str(x)  # noqa: E731 (whole numbers in full)
     if high is None:
-        return f"{'>' if low_open else '>='} {low:g}"
-    return f"in {'(' if low_open else '['}{low:g}, {high:g}]"
+        return f"{'>' if low_open else '>='} {num(low)}"
+    return f"in {'(' if low_open else '['}{num(low)}, {num(high)}]"
 
 
 def whole(low=0, high=None) -> Check:
@@ -95,6 +105,18 @@ def real(low=-math.inf, high=None, low_open=False) -> Check:
     """A finite real number (Python or NumPy, ints too) in [low, high] ((low, high] if low_open); returned as float."""
     return Check(lambda v: is_real(v) and (v > low if low_open else v >= low) and (high is None or v <= high),
                  f"a number {_range(low, high, low_open)}", float)
+
+
+def seed() -> Check:
+    """A random seed: a whole number that every generator takes (NumPy's legacy seed needs < 2**32)."""
+    return whole(0, 2**32 - 1)
+
+
+def reals(n: int, low=-math.inf, high=None, low_open=False) -> Check:
+    """A list or tuple of n finite real numbers, each in [low, high] ((low, high] if low_open); a tuple of floats."""
+    one = real(low, high, low_open)
+    return Check(lambda v: isinstance(v, (list, tuple)) and len(v) == n and all(one.ok(x) for x in v),
+                 f"{n} numbers {one.what.removeprefix('a number ')}", lambda v: tuple(float(x) for x in v))
 
 
 def flag() -> Check:
@@ -110,7 +132,21 @@ def text(example: str) -> Check:
 
 
 def mapping() -> Check:
-    return Check(lambda v: isinstance(v, dict), "a mapping such as {}", dict)
+    """A dict; NumPy values inside become Python ones, so it saves and compares as given."""
+    return Check(lambda v: isinstance(v, dict), "a mapping such as {}", plain)
+
+
+def plain(x):
+    """Python values for NumPy ones, recursively (scalars by .item(), arrays as lists); tuples as lists."""
+    if isinstance(x, dict):
+        return {plain(k): plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [plain(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return plain(x.tolist())
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
 
 
 def optional(check: Check, meaning: str = "") -> Check:
@@ -133,7 +169,7 @@ def data_params() -> dict:
                            "for synthetic)"),
         "dataset_options": Param({}, mapping(), "options of the dataset's loader, e.g. {'subsample': 5000}; "
                                  "synthetic: {'per_class': 150}"),
-        "data_seed": Param(0, whole(0), "the dataset's draw, split and subsample, the same for every run of a "
+        "data_seed": Param(0, seed(), "the dataset's draw, split and subsample, the same for every run of a "
                            "study (not the run's seed)"),
         "resolution": Param(32, optional(whole(8), "the data's own"), "image side in pixels, 224 in the paper (None: the data's own)"),
         "stem": Param("auto", one_of(*STEMS), "ResNet18 stem: auto (3x3, no max-pool, up to 64 px), imagenet, "
@@ -160,10 +196,19 @@ def check_names(given, known, what: str) -> None:
         raise NbstudyError(f"unknown {what} {unknown[0]!r}{hint}: valid ones are {', '.join(known) or '(none)'}")
 
 
+def merged(params, kwargs: dict) -> dict:
+    """A stage's `params` dict (or None) with keyword overrides; anything but a dict is a one-line error."""
+    if params is not None and not isinstance(params, dict):
+        raise NbstudyError(f"parameters must be a dict of names to values, not {shown(params)}: e.g. "
+                           "{'method': ...} or keywords")
+    return {**(params or {}), **kwargs}
+
+
 def resolve(table: dict, given: dict, what: str = "parameter", prefix: str = "") -> dict:
     """`given` checked against `table`, defaults filled in, values in canonical form (ints, floats)."""
     if not isinstance(given, dict):
-        raise NbstudyError(f"{prefix.rstrip('.') or what + 's'} must be a mapping of names to values, not {given!r}")
+        raise NbstudyError(f"{prefix.rstrip('.') or what + 's'} must be a mapping of names to values, not "
+                           f"{shown(given)}")
     check_names(given, list(table), what)
     return {name: p.check(prefix + name, given.get(name, p.default)) for name, p in table.items()}
 
@@ -194,10 +239,11 @@ def parameters_cell(table: dict, methods: dict) -> str:
 
 
 def markdown_table(table: dict) -> str:
-    """A docs table of a parameter table: name, default, what to give, meaning."""
-    rows = ["| name | default | valid values | meaning |", "| --- | --- | --- | --- |"]
+    """A docs table of a parameter table: name, default, what to give, meaning, and whether it is run-only
+    (it may change when a run resumes and does not name a study's run)."""
+    rows = ["| name | default | valid values | meaning | run-only |", "| --- | --- | --- | --- | --- |"]
     for name, p in table.items():
-        rows.append(f"| `{name}` | `{p.default!r}` | {p.check.what} | {p.doc} |")
+        rows.append(f"| `{name}` | `{p.default!r}` | {p.check.what} | {p.doc} | {'yes' if p.run_only else ''} |")
     return "\n".join(rows)
 
 
@@ -216,5 +262,5 @@ def save_params(folder, params: dict, name: str = "params.yaml") -> Path:
     """Write the parameters a run ran with (every default and method option filled in) as YAML."""
     import yaml   # here, not at the top: training imports no file-format library it does not use
 
-    text = yaml.safe_dump(json.loads(json.dumps(params, default=str)), sort_keys=False)
+    text = yaml.safe_dump(plain(params), sort_keys=False)
     return atomic_write(Path(folder) / name, lambda tmp: Path(tmp).write_text(text))

@@ -19,6 +19,7 @@ import torch
 
 from nbstudy.checkpoint import save_atomic
 from nbstudy.errors import NbstudyError
+from nbstudy.params import plain
 
 FORMAT = "nbstudy-run-state/1"
 
@@ -26,7 +27,7 @@ FORMAT = "nbstudy-run-state/1"
 def run_key(params: dict, run_only, **extra) -> dict:
     """The parameters that decide the results (JSON form, so a saved key compares equal), plus `extra` facts."""
     kept = {k: v for k, v in params.items() if k not in run_only}
-    return json.loads(json.dumps({"params": kept, **extra}, default=str))
+    return json.loads(json.dumps(plain({"params": kept, **extra}), default=str))
 
 
 def rng_state(*generators) -> dict:

@@ -53,15 +53,16 @@ DATASET_KEYS = {"name": "dataset", "data_path": "data_path", "options": "dataset
 TOP_KEYS = ("device", "torch_compile")
 # Training parameters that are grid axes: a list each, under the plural name.
 GRID_AXES = {"inits": "init", "noise_kinds": "noise_kind", "noise_rates": "noise_rate", "seeds": "seed"}
-# Set by the runner or the grid, never by a stage section.
-NOT_STAGE_KEYS = {*DATASET_KEYS.values(), *TOP_KEYS, "method", "method_options", "output_dir", *GRID_AXES.values()}
+# Set by the runner, never by a stage section (and in training the grid axes, each a list of its own).
+NOT_STAGE_KEYS = {*DATASET_KEYS.values(), *TOP_KEYS, "method", "method_options", "output_dir"}
 RESOURCES = ("num_cpus", "num_gpus", "memory")  # what a stage's runs ask Ray for (--executor ray)
 NEEDS_DATA_PATH = ("nct_crc_he", "covid_qu_ex", "image_folder")  # medmnist can download into a new folder
 
 
 def stage_keys(stage: str) -> dict:
     """{key: Param} a study file's `pretrain` or `train` section (and each of its methods) may set."""
-    return {k: p for k, p in STAGE_PARAMS[stage].items() if k not in NOT_STAGE_KEYS}
+    grid = set(GRID_AXES.values()) if stage == "train" else set()
+    return {k: p for k, p in STAGE_PARAMS[stage].items() if k not in NOT_STAGE_KEYS | grid}
 
 
 def _resource(low_open=False, gpu=False):
@@ -194,8 +195,9 @@ def _check_train(section, pretrained, where):
         check_name(init, ["random", *pretrained], f"{where}: inits", "init")
     for axis in ("noise_kinds", "noise_rates", "seeds"):
         param = TRAIN_PARAMS[GRID_AXES[axis]]
-        t[axis] = [_checked(f"{where}: {axis}", param, GRID_AXES[axis], v) for v in _as_list(t[axis], f"{where}: {axis}")]
-        _as_list(t[axis], f"{where}: {axis}")   # 0.5 and 0.50 are one value
+        values = t[axis] if isinstance(t[axis], (list, tuple)) else [t[axis]]
+        checked = [_checked(f"{where}: {axis}", param, GRID_AXES[axis], v) for v in values]
+        t[axis] = _as_list(checked, f"{where}: {axis}")   # checked first: true is not a seed, let alone a repeat
     return {k: t[k] for k in ("inits", "methods", "noise_kinds", "noise_rates", "seeds")}
 
 
@@ -223,7 +225,7 @@ def _stage(section, stage, axes, where) -> dict:
         at = f"{where}: methods: {name}"
         own = _keys(overrides, ["options", *keys], at)
         values = {**common, **{k: _checked(at, keys[k], k, v) for k, v in own.items() if k != "options"}}
-        options = own.get("options") or {}
+        options = own.get("options", {}) if own.get("options") is not None else {}
         if not isinstance(options, dict):
             raise NbstudyError(f"{at}: options must be a mapping of the method's options, not {options!r}")
         for option in options:

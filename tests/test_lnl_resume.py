@@ -49,7 +49,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     done = torch.load(ckpt, weights_only=False)["run"]["epoch"]
     assert 1 <= done < 4
 
-    with pytest.raises(NbstudyError, match="different lr"):
+    with pytest.raises(NbstudyError, match=r"other parameters \(lr: 0.001 there, 0.002 now\)"):
         train_noisy({**params, "lr": 2e-3}, output_dir=str(killed))
     train_noisy(params, output_dir=str(killed))
     assert not ckpt.exists() and not list(killed.glob(".*.tmp"))
@@ -65,3 +65,13 @@ def test_a_diverging_run_stops_with_a_clear_message(tmp_path):
     with pytest.raises(NbstudyError, match=r"training loss became (nan|inf) at epoch 1 \(ce, lr 1e\+30\): lower lr"):
         train_noisy(TINY, method="ce", epochs=2, lr=1e30, output_dir=str(tmp_path))
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_a_finished_run_of_other_parameters_is_never_overwritten(tmp_path):
+    params = {**TINY, "method": "ce", "epochs": 1, "output_dir": str(tmp_path)}
+    train_noisy(params, seed=1)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(NbstudyError, match=r"holds a finished run with other parameters \(seed: 1 there, 2 now\)"):
+        train_noisy(params, seed=2)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before   # params.yaml included
+    train_noisy(params, seed=1, device="cpu")                                # the same run may be redone there

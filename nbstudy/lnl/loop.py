@@ -57,6 +57,7 @@ def prepare(params: dict | None = None, **kwargs) -> Setup:
                                  **p["noise_options"])
     expected = noise.expected_noise_rate(clean, ds.num_classes, p["noise_rate"], p["noise_kind"], **p["noise_options"])
     options = method.check_options(p["method_options"], {**p, "expected_noise_rate": expected})
+    p = {**p, "method_options": options}   # derived options (Co-teaching's forget rate) recorded as run
     order = np.random.default_rng([p["seed"], 1]).permutation(len(clean))
     n_val = int(round(p["val_fraction"] * len(clean)))
     val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
@@ -76,7 +77,6 @@ def train(setup: Setup) -> dict:
     except OSError as exc:
         raise NbstudyError(f"output_dir {out} cannot be created ({exc.strerror}): choose a writable folder") from None
     resume.remove_stale_temps(out, (CHECKPOINT_FILE, records.METRICS_FILE, records.RECORDS_FILE, records.PARAMS_FILE))
-    save_params(out, {**p, "method_options": setup.options}, records.PARAMS_FILE)
     device = resolve_device(p["device"])
     configure(device, p["deterministic"])
     ctx = _build(setup, device)
@@ -87,7 +87,9 @@ def train(setup: Setup) -> dict:
     state = {"epoch": 0, "history": [], "record_epochs": [], "losses": [], "selection": [], "train_time_s": 0.0,
              "filters_initial": first_layer_filters(ctx.nets[0].backbone).numpy(), "method": {},
              "init": _init_info(p["init"])}
+    _refuse_other_finished_run(out, key)
     saved = resume.load_state(ckpt_path, key)
+    save_params(out, {**p, "method_options": setup.options}, records.PARAMS_FILE)   # another run's stays whole
     if saved is not None:
         for net, sd in zip(ctx.nets, saved["nets"]):
             net.load_state_dict(sd)
@@ -175,6 +177,15 @@ def evaluate(ctx: Context, setup: Setup) -> dict:
     row.update(test_acc=m["acc"], test_balanced_acc=m["balanced_acc"], test_macro_f1=m["macro_f1"])
     row["val_acc"] = acc(pick(val), setup.noisy_labels[setup.val_idx]) if val else None
     return row
+
+
+def _refuse_other_finished_run(out: Path, key: dict) -> None:
+    """A finished run of other parameters in output_dir is never overwritten; one of these parameters is redone."""
+    done = records.finished_params(out)
+    if done is not None and resume.run_key(done, RUN_ONLY)["params"] != key["params"]:
+        raise NbstudyError(f"{out} holds a finished run with other "
+                           f"{resume.describe_difference(resume.run_key(done, RUN_ONLY), key)}: use another "
+                           "output_dir, or delete its metrics.json to train there anew")
 
 
 def _full(n: int, idx: np.ndarray, values) -> np.ndarray:

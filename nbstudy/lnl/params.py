@@ -27,7 +27,7 @@ PARAMS = {
     "epochs": Param(100, P.whole(1), "training epochs"),
     "batch_size": Param(None, P.optional(P.whole(2), "the method's reference batch size"), "images per step (None: the method's own)"),
     "lr": Param(None, P.optional(P.real(0, low_open=True), "the method's reference lr"), "learning rate (None: the method's own)"),
-    "seed": Param(0, P.whole(0), "noisy labels, validation split, init, batch order, augmentation"),
+    "seed": Param(0, P.seed(), "noisy labels, validation split, init, batch order, augmentation"),
     "val_fraction": Param(0.1, P.real(0, 0.5), "training images held out with their noisy labels, to pick an "
                           "epoch without test labels"),
     "record_every": Param(1, P.whole(1), "record per-sample losses and selection every N epochs (and the last)"),
@@ -50,20 +50,42 @@ def resolve(params: dict | None = None, check_files: bool = True, **kwargs) -> d
     """Every parameter checked, defaults filled in, method_options resolved by the method: a one-line
     NbstudyError names the first bad value. check_files=False skips the init file's existence (a study
     checks its runs before their pretraining has written it)."""
-    p = P.resolve(PARAMS, {**(params or {}), **kwargs})
-    check_noise_options(p["noise_kind"], p["noise_options"])
+    p = P.resolve(PARAMS, P.merged(params, kwargs))
+    p["noise_options"] = check_noise_options(p["noise_kind"], p["noise_options"],
+                                             p["dataset_options"].get("num_classes"))
     if check_files and p["init"] != "random" and not Path(p["init"]).is_file():
         raise NbstudyError(f"init={p['init']!r} is invalid: give 'random' or an existing pretraining backbone file")
     p["method_options"] = P.method_options(METHODS[p["method"]], p["method_options"], p)
     return p
 
 
-def check_noise_options(kind: str, options: dict) -> None:
-    """Noise options must be those of `noise.corrupt_labels`, and a kind that needs one must have it."""
+def check_noise_options(kind: str, options: dict, num_classes=None) -> dict:
+    """The noise options of `noise.corrupt_labels`, checked and as plain lists: a kind that needs a mapping or
+    a matrix must have a valid one (of `num_classes` classes, when known before the data is loaded)."""
     P.check_names(options, ["mapping", "matrix"], "noise option")
     need = NEEDS.get(kind)
     if need and options.get(need) is None:
         raise NbstudyError(f"noise_kind={kind!r} needs noise_options={{'{need}': ...}}: give the class {need} "
                            f"(docs/records.md), or use symmetric or pairflip noise")
-    if kind == "matrix":
-        noise.check_matrix(options["matrix"])
+    out = dict(options)
+    if options.get("mapping") is not None:
+        out["mapping"] = _mapping(options["mapping"], num_classes)
+    if options.get("matrix") is not None:
+        out["matrix"] = noise.check_matrix(options["matrix"], num_classes).tolist()
+    return out
+
+
+def _mapping(mapping, num_classes):
+    """Asymmetric noise's class map: a list (class i -> mapping[i]) or a dict {class: class}, of whole numbers."""
+    klass = P.whole(0, None if num_classes is None else num_classes - 1)
+    if isinstance(mapping, dict):
+        return {klass(f"noise_options.mapping key", k): klass(f"noise_options.mapping[{k!r}]", v)
+                for k, v in mapping.items()}
+    if not isinstance(mapping, (list, tuple)) and not hasattr(mapping, "tolist"):
+        raise NbstudyError(f"noise_options.mapping={P.shown(mapping)} is invalid: give a list (class i -> "
+                           "mapping[i]) or a mapping {class: class}")
+    values = [klass(f"noise_options.mapping[{i}]", v) for i, v in enumerate(P.plain(mapping))]
+    if num_classes is not None and len(values) != num_classes:
+        raise NbstudyError(f"noise_options.mapping has {len(values)} entries for {num_classes} classes: give one "
+                           "target class per class")
+    return values

@@ -146,6 +146,17 @@ def _jsonable(x):
     return x
 
 
+def finished_params(output_dir) -> dict | None:
+    """The parameters of the finished run in output_dir (metrics.json with a `final`), or None: no run, or one
+    that never finished or cannot be read (nothing finished there to keep)."""
+    path = Path(output_dir) / METRICS_FILE
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return metrics.get("params") if isinstance(metrics, dict) and "final" in metrics else None
+
+
 def load_records(output_dir) -> dict:
     """Everything a run wrote: metrics.json's keys (params, history, final, ...) plus the arrays of records.npz."""
     out = Path(output_dir)

@@ -24,13 +24,13 @@ PARAMS = {
     "lr": Param(1e-3, P.real(0, low_open=True), "base learning rate (the study's: 1e-3)"),
     "weight_decay": Param(1e-4, P.real(0), "weight decay (the study's: 1e-4)"),
     "optimizer": Param("adam", P.one_of(*OPTIMIZERS), "adam (the study's, L2 weight decay), adamw, sgd"),
-    "momentum": Param(0.9, P.real(0, 1), "SGD momentum (optimizer sgd only)"),
+    "momentum": Param(0.9, P.real(0, 0.999), "SGD momentum (optimizer sgd only)"),
     "warmup_epochs": Param(None, P.optional(P.real(0), "10, or a tenth of the run if shorter"),
                            "linear warm-up epochs, then cosine decay to 0 (None: 10, or a tenth of the run)"),
     "knn_k": Param(20, P.whole(1), "neighbours of the k-NN probe"),
     "probe_every": Param(0, P.whole(0), "also probe every N epochs (0: only before and after training)",
                          run_only=True),
-    "seed": Param(0, P.whole(0), "initial weights, batch order, augmentation, puzzle draws"),
+    "seed": Param(0, P.seed(), "initial weights, batch order, augmentation, puzzle draws"),
     "device": Param("auto", P.device(), "auto (CUDA when present), cpu, cuda, cuda:N", run_only=True),
     "torch_compile": Param(False, P.flag(), "torch.compile the network: faster long GPU runs", run_only=True),
     "output_dir": Param("outputs/pretrain", P.text("outputs/pretrain"), "where backbone.pt and the records go",
@@ -45,7 +45,7 @@ RUN_ONLY = P.run_only(PARAMS)
 def resolve(params: dict | None = None, **kwargs) -> dict:
     """Every parameter checked, defaults filled in, method_options resolved by the method: a one-line
     NbstudyError names the first bad value."""
-    p = P.resolve(PARAMS, {**(params or {}), **kwargs})
+    p = P.resolve(PARAMS, P.merged(params, kwargs))
     if p["warmup_epochs"] is not None and p["warmup_epochs"] >= p["epochs"]:
         raise NbstudyError(f"warmup_epochs={p['warmup_epochs']!r} is invalid: give fewer than epochs={p['epochs']}")
     p["method_options"] = P.method_options(METHODS[p["method"]], p["method_options"], p)

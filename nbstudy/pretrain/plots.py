@@ -1,6 +1,8 @@
 """Figures for the pretraining notebook: what the network is shown, and how training went.
 
-matplotlib is imported when a figure is drawn, so training needs no plotting library.
+Each drawing function takes data and returns a new matplotlib Figure (not a pyplot one), as
+`nbstudy.lnl.plots` and `nbstudy.analysis.plots` do. matplotlib is imported when a figure is
+drawn, so training needs no plotting library.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ def examples(method, images, n: int = 4, seed: int = 0) -> list:
 
 def show_examples(rows: list, method_name: str):
     """The rows of `examples` as a grid of captioned images."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     cols = max(len(r) for r in rows)
-    fig, axes = plt.subplots(len(rows), cols, figsize=(2.2 * cols, 2.3 * len(rows)), squeeze=False)
+    fig = Figure(figsize=(2.2 * cols, 2.3 * len(rows)), layout="tight")
+    axes = fig.subplots(len(rows), cols, squeeze=False)
     for i, row in enumerate(rows):
         for ax, (img, caption) in zip(axes[i], row):
             ax.imshow(img, interpolation="nearest")
@@ -35,17 +38,17 @@ def show_examples(rows: list, method_name: str):
         for ax in axes[i]:
             ax.axis("off")
     fig.suptitle(f"{method_name}: what the network sees", fontsize=10)
-    fig.tight_layout()
     return fig
 
 
 def plot_history(metrics: dict):
     """Loss and pretext accuracy per epoch, and the k-NN probe against its random-init baseline."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     h = metrics["history"]
     epochs = [r["epoch"] for r in h]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig = Figure(figsize=(10, 3.5), layout="tight")
+    ax_loss, ax_acc = fig.subplots(1, 2)
     ax_loss.plot(epochs, [r["loss"] for r in h], marker=".")
     ax_loss.set(xlabel="epoch", ylabel="pretext loss", title=f"{metrics['method']} loss")
     ax_acc.plot(epochs, [r["acc"] for r in h], marker=".", label="pretext accuracy")
@@ -54,5 +57,4 @@ def plot_history(metrics: dict):
     ax_acc.axhline(metrics["random_init_probe_acc"], color="grey", ls="--", label="k-NN probe, random init")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1), title="accuracy")
     ax_acc.legend(fontsize=8)
-    fig.tight_layout()
     return fig

@@ -129,10 +129,10 @@ def run_pretraining(params: dict | None = None, *, data=None, **kwargs) -> Path:
             records.write_metrics(out, meta, p)
         return final
 
+    resume.remove_stale_temps(out, (records.STATE_FILE, records.BACKBONE_FILE, records.METRICS_FILE, "params.yaml"))
     device = resolve_device(p["device"])
     configure(device)
     data = load_data(p) if data is None else _check_data(data, p)
-    save_params(out, p)
     seed_everything(p["seed"])
     method = prepare_model(build_method(p, data), device)
     n = len(data.train_images)
@@ -154,7 +154,8 @@ def run_pretraining(params: dict | None = None, *, data=None, **kwargs) -> Path:
         history, start, seconds = state["history"], state["epoch"], state["seconds"]
         random_probe = state["random_init_probe_acc"]
         tqdm.write(f"resuming {p['method']} from epoch {start} of {p['epochs']} ({state_path})")
-    else:
+    save_params(out, p)   # after the state check: another run's folder is left as it was
+    if state is None:
         random_probe = knn_accuracy(method.backbone, data, p["knn_k"], KNN_TEMPERATURE, device)
         tqdm.write(f"{p['method']} on {data.name} ({n} images, {data.resolution} px, "
                    f"{'small' if method.backbone.small_stem else 'imagenet'} stem, {device}): "

@@ -13,7 +13,8 @@ from torch import nn
 
 from nbstudy import augment
 from nbstudy.models import FEATURE_DIM
-from nbstudy.params import Param, mapping, one_of, real
+from nbstudy.errors import NbstudyError
+from nbstudy.params import Param, check_names, mapping, one_of, real, reals
 from nbstudy.pretrain.base import PretextMethod, to_hwc
 
 
@@ -46,11 +47,22 @@ class SimCLR(PretextMethod):
         "view_options": Param({}, mapping(), "overrides of the view profile's fields, e.g. {'blur_p': 0.5}"),
     }
 
+    # What view_options may override, and the values each field takes (augment.ViewProfile).
+    view_checks = {"crop_scale": reals(2, 0, 1, low_open=True), "crop_ratio": reals(2, 0, low_open=True),
+                   "hflip_p": real(0, 1), "jitter": reals(4, 0), "jitter_p": real(0, 1), "gray_p": real(0, 1),
+                   "blur_p": real(0, 1), "blur_sigma": reals(2, 0, low_open=True),
+                   "blur_fraction": real(0, 1, low_open=True)}
+
     @classmethod
     def check_options(cls, options, params):
-        resolution = params.get("resolution") or 224   # the data's own size is known only once it is loaded
-        augment.view_profile(options["views"], resolution, **options["view_options"])
-        return options
+        given = options["view_options"]
+        check_names(given, list(cls.view_checks), "view option")
+        views = {k: cls.view_checks[k](f"method_options.view_options.{k}", v) for k, v in given.items()}
+        for pair in ("crop_scale", "crop_ratio", "blur_sigma"):
+            if pair in views and views[pair][0] > views[pair][1]:
+                raise NbstudyError(f"method_options.view_options.{pair}={views[pair]} is invalid: give (low, high) "
+                                   "with low <= high")
+        return {**options, "view_options": {k: list(v) if isinstance(v, tuple) else v for k, v in views.items()}}
 
     def __init__(self, backbone, mean, std, resolution: int, temperature: float = 0.5, views: str = "auto",
                  view_options: dict | None = None):
