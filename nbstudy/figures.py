@@ -9,12 +9,11 @@ counting images or reading captions. ``load(folder, name)`` reads them back.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
-import numpy as np
 
 from nbstudy.checkpoint import atomic_write
+from nbstudy.plain import jsonable
 
 FOLDER = "figures"
 
@@ -26,7 +25,7 @@ def show(fig, name: str, data, folder=None) -> None:
     if folder:
         out = Path(folder) / FOLDER
         atomic_write(out / f"{name}.png", lambda tmp: fig.savefig(tmp, format="png", dpi=80))
-        text = json.dumps(_plain(data), indent=1, allow_nan=False)
+        text = json.dumps(jsonable(data), indent=1, allow_nan=False)
         atomic_write(out / f"{name}.json", lambda tmp: Path(tmp).write_text(text))
     try:
         from IPython.display import display
@@ -42,17 +41,3 @@ def load(folder, name: str):
     """The data a notebook saved with figure `name` in `folder`."""
     return json.loads((Path(folder) / FOLDER / f"{name}.json").read_text())
 
-
-def _plain(x):
-    """JSON-ready: DataFrames as {column: list}, arrays as lists, NaN and infinity as null."""
-    if hasattr(x, "to_dict") and hasattr(x, "columns"):
-        return _plain(x.reset_index().to_dict(orient="list"))
-    if isinstance(x, dict):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple, np.ndarray)):
-        return [_plain(v) for v in (x.tolist() if isinstance(x, np.ndarray) else x)]
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x

@@ -35,6 +35,7 @@ from nbstudy.checkpoint import atomic_write
 from nbstudy.data import DATASETS
 from nbstudy.errors import NbstudyError
 from nbstudy.models import STEMS
+from nbstudy.plain import plain
 
 
 @dataclass(frozen=True)
@@ -135,18 +136,6 @@ def mapping() -> Check:
     """A dict; NumPy values inside become Python ones, so it saves and compares as given."""
     return Check(lambda v: isinstance(v, dict), "a mapping such as {}", plain)
 
-
-def plain(x):
-    """Python values for NumPy ones, recursively (scalars by .item(), arrays as lists); tuples as lists."""
-    if isinstance(x, dict):
-        return {plain(k): plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [plain(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return plain(x.tolist())
-    if isinstance(x, np.generic):
-        return x.item()
-    return x
 
 
 def optional(check: Check, meaning: str = "") -> Check:

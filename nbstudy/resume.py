@@ -19,7 +19,7 @@ import torch
 
 from nbstudy.checkpoint import save_atomic
 from nbstudy.errors import NbstudyError
-from nbstudy.params import plain
+from nbstudy.plain import plain
 
 FORMAT = "nbstudy-run-state/1"
 

@@ -15,6 +15,7 @@ from nbstudy import params as P
 from nbstudy.errors import NbstudyError
 from nbstudy.lnl.registry import METHODS
 from nbstudy.params import Param
+from nbstudy.plain import plain
 
 PARAMS = {
     **P.data_params(),
@@ -79,12 +80,12 @@ def _mapping(mapping, num_classes):
     """Asymmetric noise's class map: a list (class i -> mapping[i]) or a dict {class: class}, of whole numbers."""
     klass = P.whole(0, None if num_classes is None else num_classes - 1)
     if isinstance(mapping, dict):
-        return {klass(f"noise_options.mapping key", k): klass(f"noise_options.mapping[{k!r}]", v)
+        return {klass("noise_options.mapping key", k): klass(f"noise_options.mapping[{k!r}]", v)
                 for k, v in mapping.items()}
     if not isinstance(mapping, (list, tuple)) and not hasattr(mapping, "tolist"):
         raise NbstudyError(f"noise_options.mapping={P.shown(mapping)} is invalid: give a list (class i -> "
                            "mapping[i]) or a mapping {class: class}")
-    values = [klass(f"noise_options.mapping[{i}]", v) for i, v in enumerate(P.plain(mapping))]
+    values = [klass(f"noise_options.mapping[{i}]", v) for i, v in enumerate(plain(mapping))]
     if num_classes is not None and len(values) != num_classes:
         raise NbstudyError(f"noise_options.mapping has {len(values)} entries for {num_classes} classes: give one "
                            "target class per class")

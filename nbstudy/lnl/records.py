@@ -19,7 +19,6 @@ right labels above wrong ones.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from sklearn.metrics import roc_auc_score
 
 from nbstudy.checkpoint import atomic_write
 from nbstudy.errors import NbstudyError
+from nbstudy.plain import jsonable
 
 METRICS_FILE = "metrics.json"
 RECORDS_FILE = "records.npz"
@@ -124,7 +124,7 @@ def write_records(output_dir, metrics: dict, arrays: dict) -> None:
     """Write records.npz, then metrics.json (so metrics.json with a `final` means the run is complete)."""
     out = Path(output_dir)
     atomic_write(out / RECORDS_FILE, lambda tmp: _savez(tmp, arrays))
-    text = json.dumps(_jsonable(metrics), indent=1, allow_nan=False)
+    text = json.dumps(jsonable(metrics), indent=1, allow_nan=False)
     atomic_write(out / METRICS_FILE, lambda tmp: Path(tmp).write_text(text))
 
 
@@ -132,18 +132,6 @@ def _savez(tmp, arrays):
     with open(tmp, "wb") as f:  # a file object stops numpy from appending '.npz' to the temp name
         np.savez_compressed(f, **arrays)
 
-
-def _jsonable(x):
-    """numpy scalars to Python, NaN to null (JSON has no NaN)."""
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
 
 
 def finished_params(output_dir) -> dict | None:
