@@ -77,19 +77,19 @@ def train(setup: Setup) -> dict:
     except OSError as exc:
         raise NbstudyError(f"output_dir {out} cannot be created ({exc.strerror}): choose a writable folder") from None
     resume.remove_stale_temps(out, (CHECKPOINT_FILE, records.METRICS_FILE, records.RECORDS_FILE, records.PARAMS_FILE))
-    device = resolve_device(p["device"])
-    configure(device, p["deterministic"])
-    ctx = _build(setup, device)
     ckpt_path = out / CHECKPOINT_FILE
     labels = hashlib.sha256(setup.noisy_labels.tobytes() + setup.train_idx.tobytes()).hexdigest()
     key = resume.run_key(p, RUN_ONLY, labels_sha256=labels)
+    _refuse_other_finished_run(out, key)
+    saved = resume.load_state(ckpt_path, key)
+    save_params(out, p, records.PARAMS_FILE)   # after both checks: another run's folder is left as it was
+    device = resolve_device(p["device"])
+    configure(device, p["deterministic"])
+    ctx = _build(setup, device)
     n, mask = len(setup.clean_labels), setup.noise_mask[setup.train_idx]
     state = {"epoch": 0, "history": [], "record_epochs": [], "losses": [], "selection": [], "train_time_s": 0.0,
              "filters_initial": first_layer_filters(ctx.nets[0].backbone).numpy(), "method": {},
              "init": _init_info(p["init"])}
-    _refuse_other_finished_run(out, key)
-    saved = resume.load_state(ckpt_path, key)
-    save_params(out, {**p, "method_options": setup.options}, records.PARAMS_FILE)   # another run's stays whole
     if saved is not None:
         for net, sd in zip(ctx.nets, saved["nets"]):
             net.load_state_dict(sd)
