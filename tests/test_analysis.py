@@ -7,9 +7,10 @@ import pytest
 from analysis_fixtures import make_study
 from matplotlib.figure import Figure
 
-from nbstudy import figures, noise
+from nbstudy import noise
 from nbstudy.analysis import plots, runs, tables
 from nbstudy.errors import NbstudyError
+from nbstudy.plain import jsonable
 from nbstudy.synthetic import make_synthetic
 
 
@@ -223,7 +224,7 @@ def test_every_study_figure_draws_from_its_data_alone_and_says_synthetic(study, 
     fig = draw(data)
     assert isinstance(fig, Figure) and "SYNTHETIC data" in _title(fig)
     assert "SYNTHETIC" not in _title(draw(plain))
-    json.dumps(figures._plain(data), allow_nan=False)  # what a notebook saves with the figure
+    json.dumps(jsonable(data), allow_nan=False)  # what a notebook saves with the figure
 
 
 def test_loss_distributions_hold_each_panels_histograms_and_auc(study):
