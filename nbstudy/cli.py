@@ -7,6 +7,7 @@ with failed runs exits with 1.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -25,6 +26,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("nbstudy: interrupted: finished runs are kept; run the same command to do the rest", file=sys.stderr)
         return 130
+    except BrokenPipeError:   # `nbstudy study FILE --dry-run | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no second error at exit
+        return 0
 
 
 def _parser() -> argparse.ArgumentParser:

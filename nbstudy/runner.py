@@ -53,6 +53,8 @@ def run_study(study_dir: Path, runs: list, analysis: dict, executor: Executor) -
     its one-line error} for the runs that did not finish).
     """
     name = study_dir.name
+    for tmp in study_dir.glob(".results.csv.*.tmp"):   # left by a process killed while it wrote the table
+        tmp.unlink(missing_ok=True)
     outcome, errors = run_all(runs, executor, f"{name}: runs")
     studies.write_results(study_dir, runs, outcome)
     analysis_runs = studies.analysis_runs(analysis, study_dir)
@@ -103,6 +105,8 @@ def _report(run, future, bar) -> tuple[str, str | None]:
         return "failed", error
     if result["status"] == "failed":
         bar.write(f"FAILED {run.name}: {result['error']}\n  see {result['notebook']}", file=sys.stderr)
+    elif result.get("by"):
+        bar.write(f"left to {result['by']}: {run.name} (finished there)", file=sys.stderr)
     else:
         bar.write(f"finished {run.name} ({result['seconds']:g} s)", file=sys.stderr)
     return result["status"], result["error"]

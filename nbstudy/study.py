@@ -91,7 +91,19 @@ class Run:
 
 
 class _Loader(yaml.SafeLoader):
-    """PyYAML reads 1e-3 as text (YAML 1.1); a study file means the number."""
+    """PyYAML reads 1e-3 as text (YAML 1.1); a study file means the number. A key given twice in one mapping
+    is an error (PyYAML would keep the last one silently: a second `train:` would replace the first)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                line = key_node.start_mark.line + 1
+                raise yaml.constructor.ConstructorError(None, None, f"{key!r} is given twice (line {line})",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 _Loader.add_implicit_resolver(
@@ -104,9 +116,14 @@ def load_study(path) -> dict:
     if not path.is_file():
         raise NbstudyError(f"study file {path} does not exist: give the path of a YAML file such as parameters/demo.yaml")
     try:
-        raw = yaml.load(path.read_text(), Loader=_Loader)
+        raw = yaml.load(path.read_bytes(), Loader=_Loader)   # bytes: YAML's own UTF-8/16 detection
+    except yaml.reader.ReaderError as e:
+        char = f"{e.character:#04x}" if isinstance(e.character, int) else repr(e.character)
+        raise NbstudyError(f"{path} is not UTF-8 or UTF-16 text (byte {e.position} is {char}): save it as UTF-8"
+                           ) from None
     except yaml.YAMLError as e:
-        raise NbstudyError(f"{path} is not valid YAML ({' '.join(str(e).split())}): fix the file") from None
+        text = " ".join(str(e).split()).replace('"<byte string>"', path.name)
+        raise NbstudyError(f"{path} is not valid YAML ({text}): fix the file") from None
     return check_study(raw, where=path.name)
 
 
@@ -378,5 +395,12 @@ def write_results(study_dir, runs: list[Run], statuses: dict) -> Path:
 
 
 def write_text(path, text: str) -> Path:
-    """Write a text file atomically: readers see the old or the new file, never half of one."""
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    """Write a text file atomically: readers see the old or the new file, never half of one.
+
+    Errors: NbstudyError (one line) when the file cannot be written (a full disk, no permission); the old
+    file, if any, stays whole."""
+    try:
+        return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    except OSError as e:
+        raise NbstudyError(f"cannot write {path} ({e.strerror or e}): free space or fix the folder's permissions,"
+                           " then run the same command again (finished runs are kept)") from None
