@@ -16,6 +16,7 @@ import json
 import os
 import warnings
 import zipfile
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -157,9 +158,10 @@ def _copy_npz_member(npz_path, member, resolution, tmp, desc):
             del out
     except NbstudyError:
         raise
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as e:
-        raise NbstudyError(f"cannot read {member} from {npz_path} ({e}): check the file is a complete "
-                           ".npz (download it again if in doubt)") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, KeyError, ValueError, OSError) as e:
+        # zlib, EOFError, a bad CRC: a member cut off or garbled inside the archive
+        raise NbstudyError(f"cannot read {member} from {npz_path} ({' '.join(str(e).split())}): it is damaged or "
+                           "partly downloaded: download it again") from None
 
 
 def _npz_layout(npz_path, member, shape, dtype, fortran_order) -> dict:

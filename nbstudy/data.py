@@ -9,6 +9,8 @@ memory-mapped afterwards. See docs/datasets.md for layouts and options.
 import inspect
 import os
 import warnings
+import zipfile
+import zlib
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -117,7 +119,33 @@ def load_dataset(name: str, data_path: str | None = None, resolution: int | None
     if resolution is not None and (isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer))
                                    or resolution < 1):
         raise NbstudyError(f"resolution must be a positive integer (pixels per side), got {resolution!r}")
-    return loader(data_path, None if resolution is None else int(resolution), seed, cache_dir, **options)
+    return check_labels(loader(data_path, None if resolution is None else int(resolution), seed, cache_dir,
+                               **options))
+
+
+def check_labels(ds: Dataset) -> Dataset:
+    """Labels must be the classes 0..K-1 with every class in training: a stray label (1000 among 0-8) or a
+    class only the test split has would otherwise train silently as another problem. Returns `ds`."""
+    where = ds.source or ds.name
+    k = ds.num_classes
+    for split in ds._splits():
+        labels = getattr(ds, f"{split}_labels")
+        if labels.size and (labels.min() < 0 or labels.max() >= k):
+            bad = labels[(labels < 0) | (labels >= k)]
+            raise NbstudyError(f"{where}: {split} labels must be 0..{k - 1} for its {k} classes, but {len(bad)} "
+                               f"label(s) are {', '.join(map(str, sorted(set(bad.tolist()))[:5]))}: fix or drop them")
+    counts = np.bincount(ds.train_labels, minlength=k)
+    missing = np.flatnonzero(counts == 0)
+    if len(missing):
+        shown = ", ".join(f"{i} ({ds.class_names[i]})" for i in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        rare = [i for i in np.flatnonzero(counts) if counts[i] <= 2]
+        test_only = [int(i) for i in missing if i in set(ds.test_labels.tolist())]
+        hint = (f"; label(s) {', '.join(map(str, rare[:5]))} appear at most twice: stray labels?" if rare else
+                f"; class(es) {', '.join(map(str, test_only[:5]))} only in the test split" if test_only else "")
+        raise NbstudyError(f"{where}: {len(missing)} of {k} classes never appear in the training labels: {shown}"
+                           f"{hint}: every class must have training images (fix the labels, or give the classes "
+                           "as 0..K-1 without gaps)")
+    return ds
 
 
 # ---------------------------------------------------------------------------- synthetic
@@ -256,9 +284,10 @@ def load_medmnist(data_path, resolution, seed, cache_dir, *, npz_path=None, flag
             members = set(npz.files)
             raw_labels = {split: npz[f"{split}_labels"] for split in ("train", "val", "test")
                           if {f"{split}_images", f"{split}_labels"} <= members}
-    except (OSError, ValueError, TypeError) as e:  # TypeError: a plain .npy, not an archive
-        raise NbstudyError(f"cannot read {path} as an .npz ({e}): check the file (download it again if in "
-                           "doubt)") from None
+    except (OSError, ValueError, TypeError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        # TypeError: a plain .npy, not an archive; BadZipFile, EOFError, zlib: a partly downloaded or damaged file
+        raise NbstudyError(f"cannot read {path} as an .npz ({' '.join(str(e).split())}): it is damaged or partly "
+                           "downloaded: download it again") from None
     for split in ("train", "test"):
         if split not in raw_labels:
             raise NbstudyError(f"{path} has no {split}_images/{split}_labels arrays (found: "
@@ -328,6 +357,9 @@ def _medmnist_labels(labels, path, split) -> np.ndarray:
         raise NbstudyError(f"{path} is multi-label ({split}_labels has shape {labels.shape}); only "
                            "single-label (multi-class) datasets are supported, e.g. not chestmnist")
     labels = labels.reshape(-1)
+    if labels.dtype.kind not in "iuf":
+        raise NbstudyError(f"{path}: {split}_labels are stored as {labels.dtype} (e.g. {labels[:1].tolist()}), not "
+                           "numbers: store the class indices 0, 1, 2, ... as integers")
     if labels.size and (labels.min() < 0 or not np.all(labels == np.round(labels))):
         raise NbstudyError(f"{path}: {split}_labels must be class indices 0, 1, 2, ...")
     return labels.astype(np.int64)

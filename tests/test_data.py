@@ -2,6 +2,7 @@
 
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -319,3 +320,55 @@ def test_dataset_stats_and_describe():
     assert "train 4, test 2, no validation split" in text and "SYNTHETIC" not in text
     with pytest.raises(ValueError):
         Dataset("bad", ["a"], x.astype(np.float32), np.zeros(4, np.int64), x, np.zeros(4, np.int64))
+
+
+# ---- real files as users get them (BreastMNIST, tests/data/README.md) ----------------------------------------
+
+MINI = Path(__file__).resolve().parent / "data" / "breastmnist_mini.npz"
+
+
+def _variant(tmp_path, name, **changes):
+    arrays = dict(np.load(MINI))
+    arrays.update(changes)
+    path = tmp_path / name
+    np.savez_compressed(path, **arrays)
+    return path
+
+
+def test_the_real_mini_file_loads(tmp_path):
+    ds = load_dataset("medmnist", data_path=str(MINI), resolution=28, cache_dir=str(tmp_path / "cache"))
+    assert ds.num_classes == 2 and len(ds.train_labels) == 60 and np.bincount(ds.train_labels).tolist() == [30, 30]
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda t: t.joinpath("cut.npz").write_bytes(MINI.read_bytes()[:MINI.stat().st_size // 2]) and t / "cut.npz",
+     "cut.npz as an .npz (File is not a zip file): it is damaged or partly downloaded: download it again"),
+    (lambda t: _garbled(t), "it is damaged or partly downloaded: download it again"),
+    (lambda t: _variant(t, "text.npz", train_labels=np.load(MINI)["train_labels"].astype(str)),
+     "train_labels are stored as <U3 (e.g. ['0']), not numbers: store the class indices"),
+    (lambda t: _variant(t, "stray.npz", train_labels=_with(np.load(MINI)["train_labels"], 5, 1000)),
+     "998 of 1001 classes never appear in the training labels: 2 (2), 3 (3), 4 (4), 5 (5), 6 (6) ...; label(s) "
+     "1000 appear at most twice: stray labels?"),
+    (lambda t: _variant(t, "test_only.npz", test_labels=_with(np.load(MINI)["test_labels"], 3, 2)),
+     "1 of 3 classes never appear in the training labels: 2 (2); class(es) 2 only in the test split"),
+])
+def test_damaged_or_odd_files_are_one_line_never_a_traceback_or_a_silent_wrong_problem(tmp_path, make, message):
+    path = make(tmp_path)
+    with pytest.raises(NbstudyError) as e:
+        load_dataset("medmnist", data_path=str(path), resolution=28, cache_dir=str(tmp_path / "cache"))
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def _with(labels, index, value):
+    labels = labels.astype(np.int64)
+    labels[index] = value
+    return labels
+
+
+def _garbled(tmp_path):
+    """The archive's directory whole, the bytes of its first member (train_images, compressed) overwritten."""
+    data = bytearray(MINI.read_bytes())
+    data[2000:2100] = bytes(100)
+    path = tmp_path / "garbled.npz"
+    path.write_bytes(bytes(data))
+    return path

@@ -58,8 +58,12 @@ def test_tile_geometry_for_small_and_large_images():
     assert tile_geometry(224, small_stem=False) == (74, 63, 63)
     assert tile_geometry(32, small_stem=False) == (10, 8, 32)         # upsampled for the ImageNet stem
     assert tile_geometry(32, tile=12) == (10, 8, 12)
-    with pytest.raises(NbstudyError, match="at least 9 px"):
-        tile_geometry(8)
+    assert tile_geometry(12) == (4, 2, 2)                               # the smallest puzzle: 2-px tiles
+    for side in (8, 9, 10, 11):                                         # 1-px tiles: no content, NaN per-tile std
+        with pytest.raises(NbstudyError, match=f"jigsaw at {side} px .* tiles of 1 px: use a resolution of at least 12"):
+            tile_geometry(side)
+    with pytest.raises(NbstudyError, match="tile=1 is invalid"):
+        tile_geometry(32, tile=1)
 
 
 def test_puzzle_tiles_come_from_the_cells_the_permutation_names():

@@ -68,13 +68,16 @@ def min_hamming(perms: np.ndarray) -> int:
 def tile_geometry(resolution: int, crop: float = 0.85, small_stem: bool = True, tile: int | None = None):
     """(cell, crop side, tile side) in pixels for a square image of `resolution` px (see the module docstring)."""
     cell = int(resolution) // 3
-    if cell < 3:
-        raise NbstudyError(f"jigsaw needs images of at least 9 px, got {resolution} px: use a larger resolution")
     if not 0 < crop <= 1:
         raise NbstudyError(f"crop={crop} must be a fraction of the cell in (0, 1], e.g. 0.85")
     side = max(1, min(int(crop * cell + 0.5), cell - 2))
+    if side < 2:   # a 1-px tile has no spatial content and no per-tile std (NaN): the puzzle cannot be learned
+        raise NbstudyError(f"jigsaw at {resolution} px cuts cells of {cell} px into tiles of {side} px: use a "
+                           "resolution of at least 12 px (tiles of 2 px or more)")
     if tile is None:
         tile = side if small_stem else max(side, 32)
+    if tile < 2:
+        raise NbstudyError(f"tile={tile} is invalid: give a tile side of at least 2 px (or None)")
     return cell, side, int(tile)
 
 
