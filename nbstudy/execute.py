@@ -28,6 +28,7 @@ from pathlib import Path
 
 import papermill
 import yaml
+from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 
 from nbstudy.errors import NbstudyError
@@ -207,7 +208,16 @@ def stop_kernels() -> None:
 
 
 class _TrackedKernelManager(AsyncKernelManager):
-    """A kernel manager that stop_kernels can reach: kernels run in their own session, so Ctrl-C misses them."""
+    """A kernel manager that stop_kernels can reach (kernels run in their own session, so Ctrl-C misses them),
+    and whose kernel runs in this interpreter: the kernel spec named `python3` may point at another Python (a
+    conda base, another venv) that cannot import nbstudy, and every run would fail with ModuleNotFoundError."""
+
+    @property
+    def kernel_spec(self) -> KernelSpec:
+        if self._kernel_spec is None:
+            self._kernel_spec = KernelSpec(argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                                           display_name="Python 3 (nbstudy)", language="python")
+        return self._kernel_spec
 
     async def start_kernel(self, **kw):
         await super().start_kernel(**kw)

@@ -8,9 +8,12 @@ counting images or reading captions. ``load(folder, name)`` reads them back.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
+
+from matplotlib.figure import Figure as MatplotlibFigure
 
 from nbstudy.checkpoint import atomic_write
 from nbstudy.plain import jsonable
@@ -35,6 +38,16 @@ def show(fig, name: str, data, folder=None) -> None:
     import matplotlib.pyplot as plt
 
     plt.close(fig)   # shown once: pyplot would draw it again at the end of the cell
+
+
+class Figure(MatplotlibFigure):
+    """A matplotlib Figure that shows itself as a picture wherever IPython displays it (JupyterLab, VS Code,
+    papermill), with no `%matplotlib inline` first: IPython asks it for `_repr_png_`. nbstudy's plots make these."""
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", bbox_inches="tight")
+        return buffer.getvalue()
 
 
 def load(folder, name: str):

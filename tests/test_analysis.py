@@ -143,6 +143,7 @@ def test_results_table_mean_std_and_best_marked(study):
     assert t.best.xs("simclr", level="init").all().all() and not t.best.xs("random", level="init").any().any()
     html = t.style().to_html()
     assert "font-weight: bold" in html and "SYNTHETIC data" in html
+    assert ">0.8<" in html and "0.800000" not in html   # noise rates as written, not float dumps
 
 
 def test_results_table_marks_best_within_each_method(study):
@@ -166,7 +167,7 @@ def test_results_table_unknown_metric_is_an_error(study):
 
 def test_actual_noise_table(study):
     styled = tables.actual_noise(study)
-    assert "SYNTHETIC data" in styled.to_html()
+    assert "SYNTHETIC data" in styled.to_html() and ">0.8<" in styled.to_html() and "0.800000" not in styled.to_html()
     t = styled.data
     assert t.loc[("symmetric", 0.8), "actual, mean"] == pytest.approx(study.runs[study.runs.noise_rate == 0.8]
                                                                       .actual_noise_rate.mean())

@@ -162,3 +162,25 @@ def test_two_processes_on_one_study_run_each_run_once(tmp_path):
     assert left[0] <= finished[1] and left[1] <= finished[0] and left[0] | left[1]   # they met, and said so
     table = (tmp_path / "out" / "s" / "results.csv").read_text().splitlines()
     assert len(table) == 1 + 8 and all(",finished," in row for row in table[1:])
+
+
+def test_runs_use_this_interpreter_whatever_the_python3_kernel_spec_points_at(tmp_path):
+    """A `python3` kernel spec of another Python (a conda base, another venv) cannot import nbstudy."""
+    spec = tmp_path / "jupyter" / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    other = tmp_path / "other-python"
+    other.write_text("#!/bin/sh\necho 'ModuleNotFoundError: No module named matplotlib' >&2\nexit 1\n")
+    other.chmod(0o755)
+    (spec / "kernel.json").write_text(json.dumps({"argv": [str(other), "-m", "ipykernel_launcher", "-f",
+                                                           "{connection_file}"], "display_name": "Python 3",
+                                                  "language": "python"}))
+    notebooks = write_stubs(tmp_path / "nb", tmp_path / "log")
+    env = {**__import__("os").environ, "JUPYTER_PATH": str(tmp_path / "jupyter")}
+    found = subprocess.run([sys.executable, "-m", "jupyter", "kernelspec", "list"], capture_output=True, text=True,
+                           env=env).stdout
+    assert str(spec) in found   # the other Python's spec is the one Jupyter would start
+    done = subprocess.run([sys.executable, "-c", "import sys; from nbstudy.cli import main; sys.exit(main())", "study",
+                           str(study_file(tmp_path)), "--out", str(tmp_path / "out"), "--notebooks", str(notebooks)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len((tmp_path / "log").read_text().splitlines()) == 1 + 2 * 2 + 1

@@ -13,8 +13,9 @@ import textwrap
 
 import numpy as np
 import seaborn as sns
-from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+
+from nbstudy.figures import Figure
 
 SYNTHETIC = "SYNTHETIC data"
 CLEAN_COLOR, NOISY_COLOR = "tab:blue", "tab:red"

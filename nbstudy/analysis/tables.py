@@ -44,7 +44,8 @@ class ResultsTable:
     def style(self) -> Styler:
         """The table for a notebook: best cells bold, the title as caption."""
         bold = self.best.map(lambda b: "font-weight: bold" if b else "")
-        return self.cells().style.apply(lambda _: bold, axis=None).set_caption(self.title)
+        return (self.cells().style.apply(lambda _: bold, axis=None).set_caption(self.title)
+                .format_index(lambda rate: f"{rate:g}", axis="columns", level=0))   # 0.6, not 0.600000
 
     def _repr_html_(self) -> str:
         return self.style().to_html()
@@ -86,4 +87,5 @@ def actual_noise(study: R.Study) -> Styler:
     """Per noise kind and nominal rate: the fraction of labels actually wrong (mean, min, max over the runs)."""
     table = study.runs.groupby(["noise_kind", "noise_rate"]).actual_noise_rate.agg(["mean", "min", "max"])
     table = table.rename(columns=lambda c: f"actual, {c}")
-    return table.style.format("{:.3f}").set_caption(titled("Nominal and actual noise rates", study.synthetic))
+    return (table.style.format("{:.3f}").format_index(lambda rate: f"{rate:g}", axis="index", level=1)
+            .set_caption(titled("Nominal and actual noise rates", study.synthetic)))

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from nbstudy.analysis.plots import transition_heatmap
+from nbstudy.figures import Figure
 
 SELECTION = ["selection_precision", "selection_recall", "selection_auc"]
 

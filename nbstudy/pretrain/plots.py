@@ -16,7 +16,8 @@ from nbstudy import augment
 def examples(method, images, n: int = 4, seed: int = 0) -> list:
     """Rows of (image HWC in [0, 1], caption): the first n images, then the inputs `method` makes from them
     (views, rotations, puzzles) with their targets."""
-    x = augment.to_float(torch.from_numpy(np.ascontiguousarray(images[:n])).permute(0, 3, 1, 2))
+    batch = np.array(images[:n])   # a copy: the images may be a read-only memmap, which torch warns about
+    x = augment.to_float(torch.from_numpy(batch).permute(0, 3, 1, 2))
     x = x.to(method.mean.device)
     with torch.no_grad():
         inputs, targets = method.make_inputs(x, torch.Generator(device=x.device).manual_seed(seed))
@@ -26,7 +27,7 @@ def examples(method, images, n: int = 4, seed: int = 0) -> list:
 
 def show_examples(rows: list, method_name: str):
     """The rows of `examples` as a grid of captioned images."""
-    from matplotlib.figure import Figure
+    from nbstudy.figures import Figure
 
     cols = max(len(r) for r in rows)
     fig = Figure(figsize=(2.2 * cols, 2.3 * len(rows)), layout="tight")
@@ -43,7 +44,7 @@ def show_examples(rows: list, method_name: str):
 
 def plot_history(metrics: dict):
     """Loss and pretext accuracy per epoch, and the k-NN probe against its random-init baseline."""
-    from matplotlib.figure import Figure
+    from nbstudy.figures import Figure
 
     h = metrics["history"]
     epochs = [r["epoch"] for r in h]
