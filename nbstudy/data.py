@@ -278,7 +278,7 @@ def load_medmnist(data_path, resolution, seed, cache_dir, *, npz_path=None, flag
     `size`: looked for as <flag>_<size>.npz (<flag>.npz for 28) in data_path or
     ~/.medmnist, downloaded there with the medmnist package if missing."""
     path = _medmnist_file(data_path, npz_path, flag, size)
-    flag = flag or path.stem.split("_")[0]
+    flag = (flag or path.stem.split("_")[0]).lower()   # BreastMNIST.npz is breastmnist
     try:
         with np.load(path) as npz:
             members = set(npz.files)
@@ -347,7 +347,8 @@ def _download_medmnist(flag, size, folder, path):
         getattr(medmnist, medmnist.INFO[flag]["python_class"])(split="train", download=True, root=str(folder),
                                                                size=size)
     except Exception as e:  # network errors come in many types; all end the same way
-        raise NbstudyError(f"downloading MedMNIST {flag} ({size} px) failed ({e}): {put_it}") from None
+        reason = " ".join(str(e).split())   # medmnist's own message spans several lines
+        raise NbstudyError(f"downloading MedMNIST {flag} ({size} px) failed ({reason[:160]}): {put_it}") from None
     if not path.is_file():
         raise NbstudyError(f"medmnist did not create {path}: {put_it}")
 

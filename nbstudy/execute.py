@@ -176,9 +176,7 @@ def _execute(run: Run) -> dict:
     write_text(run.folder / "params.yaml", yaml.safe_dump(run.params, sort_keys=False))
     error = None
     try:
-        papermill.execute_notebook(str(run.notebook), str(executed), parameters=run.params, kernel_name=KERNEL,
-                                   progress_bar=False, extra_arguments=QUIET_KERNEL,
-                                   kernel_manager_class=_TrackedKernelManager)
+        _papermill(run, executed)
     except papermill.PapermillExecutionError as e:
         error = one_line(e.ename, e.evalue)
     except Exception as e:  # the kernel died, would not start, ...: the run failed, the study goes on
@@ -192,6 +190,20 @@ def _execute(run: Run) -> dict:
         result["outputs"] = {name: fingerprint(run.folder / name) for name in STAGE_OUTPUTS[run.stage]}
     write_text(run.folder / "status.json", json.dumps(result, indent=1))
     return result
+
+
+def _papermill(run: Run, executed: Path) -> None:
+    """Execute the notebook; a kernel that dies while starting (seen on a loaded machine when several start at
+    once) is started once more before the run counts as failed."""
+    for attempt in (1, 2):
+        try:
+            papermill.execute_notebook(str(run.notebook), str(executed), parameters=run.params, kernel_name=KERNEL,
+                                       progress_bar=False, extra_arguments=QUIET_KERNEL,
+                                       kernel_manager_class=_TrackedKernelManager)
+            return
+        except RuntimeError as e:
+            if attempt == 2 or "Kernel died before replying to kernel_info" not in str(e):
+                raise
 
 
 def one_line(name: str, message: str) -> str:

@@ -28,11 +28,26 @@ def plan(study: dict, out, notebooks) -> tuple[Path, list, dict]:
         raise NbstudyError(f"notebooks folder {notebooks} does not exist: pass --notebooks DIR, the folder holding"
                            f" {', '.join(studies.STAGE_NOTEBOOKS.values())}")
     studies.check_data_path(study)
+    check_dataset(study)
     runs = studies.expand(study, study_dir, notebooks)
     analysis = studies.analysis_notebooks(study, notebooks)
     for run in runs + studies.analysis_runs(analysis, study_dir):
         check_parameters(run)
     return study_dir, runs, analysis
+
+
+def check_dataset(study: dict) -> None:
+    """Load the study's data set once, before any run (and in --dry-run): one that cannot be used at all (no
+    train split, one class, damaged) is one error here, not the same error in every run. The cache it
+    builds is the one the runs read."""
+    from nbstudy.data import load_dataset
+
+    ds = study["dataset"]
+    data_path = None if ds["data_path"] is None else str(Path(ds["data_path"]).expanduser().resolve())
+    try:
+        load_dataset(ds["name"], data_path=data_path, resolution=ds["resolution"], seed=ds["seed"], **ds["options"])
+    except NbstudyError as e:
+        raise NbstudyError(f"dataset: {e}") from None
 
 
 def check_writable(study_dir: Path) -> None:

@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -184,3 +185,20 @@ def test_runs_use_this_interpreter_whatever_the_python3_kernel_spec_points_at(tm
                           capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert len((tmp_path / "log").read_text().splitlines()) == 1 + 2 * 2 + 1
+
+
+@pytest.mark.parametrize("arrays, message", [
+    (lambda d: {k: v for k, v in d.items() if k.startswith("test")}, "has no train_images/train_labels arrays"),
+    (lambda d: {**d, "train_labels": np.zeros_like(d["train_labels"])}, "1 of 2 classes never appear in the training"),
+])
+def test_an_unusable_data_set_is_one_error_before_any_run_even_in_a_dry_run(tmp_path, capsys, arrays, message):
+    mini = dict(np.load(Path(__file__).resolve().parent / "data" / "breastmnist_mini.npz"))
+    data = tmp_path / "broken.npz"
+    np.savez(data, **arrays(mini))
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"name": "s", "dataset": {"name": "medmnist", "data_path": str(data),
+                                                             "resolution": 28},
+                                    "train": {"methods": ["ce"], "noise_rates": [0.2, 0.6]}}))
+    assert main(["study", str(path), "--dry-run", "--out", str(tmp_path / "out")]) == 2
+    last = capsys.readouterr().err.splitlines()[-1]   # after the cache's progress bar, if any
+    assert last.startswith(f"nbstudy: error: dataset: {data}") and message in last
