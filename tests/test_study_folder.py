@@ -3,6 +3,7 @@
 Stub notebooks (seconds per run) stand in for the stages; the execution log counts what ran."""
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -30,17 +31,26 @@ def study_file(folder, **train):
     return path
 
 
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    """A finished stub study, made once: (its folder, the stub notebooks, the execution log)."""
+    root = tmp_path_factory.mktemp("template")
+    log = root / "executions.log"
+    notebooks = write_stubs(root / "nb", log)
+    assert main(["study", str(study_file(root)), "--out", str(root / "out"), "--notebooks", str(notebooks)]) == 0
+    return root, notebooks, log
+
+
 @pytest.fixture
-def finished(tmp_path, capsys):
-    """A finished stub study: (run the CLI, read the execution log, the study folder)."""
-    log = tmp_path / "executions.log"
-    notebooks = write_stubs(tmp_path / "nb", log)
+def finished(template, tmp_path, capsys):
+    """A copy of the finished study: (run the CLI on it, read the execution log, the study folder)."""
+    root, notebooks, log = template
+    shutil.copytree(root / "out", tmp_path / "out")
 
     def cli(*args):
-        return main(["study", str(study_file(tmp_path)), "--out", str(tmp_path / "out"), "--notebooks",
-                     str(notebooks), *args])
+        return main(["study", str(study_file(root)), "--out", str(tmp_path / "out"), "--notebooks", str(notebooks),
+                     *args])
 
-    assert cli() == 0
     capsys.readouterr()
     return cli, lambda: log.read_text().splitlines(), tmp_path / "out" / "s"
 
