@@ -48,6 +48,10 @@ def check_dataset(study: dict) -> None:
         load_dataset(ds["name"], data_path=data_path, resolution=ds["resolution"], seed=ds["seed"], **ds["options"])
     except NbstudyError as e:
         raise NbstudyError(f"dataset: {e}") from None
+    except (TypeError, ValueError) as e:   # an option value of the wrong kind, which only the loader can tell
+        raise NbstudyError(f"dataset: {ds['name']} cannot load with options {ds['options']} "
+                           f"({type(e).__name__}: {' '.join(str(e).split())}): fix the options' values "
+                           "(docs/datasets.md)") from None
 
 
 def check_writable(study_dir: Path) -> None:

@@ -201,6 +201,16 @@ def test_runs_use_this_interpreter_whatever_the_python3_kernel_spec_points_at(tm
     (lambda d: {k: v for k, v in d.items() if k.startswith("test")}, "has no train_images/train_labels arrays"),
     (lambda d: {**d, "train_labels": np.zeros_like(d["train_labels"])}, "1 of 2 classes never appear in the training"),
 ])
+def test_a_data_set_option_of_the_wrong_kind_is_one_line_at_dry_run(tmp_path, capsys):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"name": "s", "dataset": {"name": "synthetic", "options": {"per_class": "x"}},
+                                    "train": {"methods": ["ce"], "noise_rates": [0.2]}}))
+    assert main(["study", str(path), "--dry-run", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nbstudy: error: dataset: synthetic cannot load with options {'per_class': 'x'} (TypeError")
+    assert err.count("\n") == 1
+
+
 def test_an_unusable_data_set_is_one_error_before_any_run_even_in_a_dry_run(tmp_path, capsys, arrays, message):
     mini = dict(np.load(Path(__file__).resolve().parent / "data" / "breastmnist_mini.npz"))
     data = tmp_path / "broken.npz"
