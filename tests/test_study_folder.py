@@ -197,10 +197,6 @@ def test_runs_use_this_interpreter_whatever_the_python3_kernel_spec_points_at(tm
     assert len((tmp_path / "log").read_text().splitlines()) == 1 + 2 * 2 + 1
 
 
-@pytest.mark.parametrize("arrays, message", [
-    (lambda d: {k: v for k, v in d.items() if k.startswith("test")}, "has no train_images/train_labels arrays"),
-    (lambda d: {**d, "train_labels": np.zeros_like(d["train_labels"])}, "1 of 2 classes never appear in the training"),
-])
 def test_a_data_set_option_of_the_wrong_kind_is_one_line_at_dry_run(tmp_path, capsys):
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump({"name": "s", "dataset": {"name": "synthetic", "options": {"per_class": "x"}},
@@ -211,6 +207,10 @@ def test_a_data_set_option_of_the_wrong_kind_is_one_line_at_dry_run(tmp_path, ca
     assert err.count("\n") == 1
 
 
+@pytest.mark.parametrize("arrays, message", [
+    (lambda d: {k: v for k, v in d.items() if k.startswith("test")}, "has no train_images/train_labels arrays"),
+    (lambda d: {**d, "train_labels": np.zeros_like(d["train_labels"])}, "1 of 2 classes never appear in the training"),
+])
 def test_an_unusable_data_set_is_one_error_before_any_run_even_in_a_dry_run(tmp_path, capsys, arrays, message):
     mini = dict(np.load(Path(__file__).resolve().parent / "data" / "breastmnist_mini.npz"))
     data = tmp_path / "broken.npz"
