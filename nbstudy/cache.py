@@ -51,15 +51,51 @@ def files_fingerprint(paths, root) -> str:
     return digest.hexdigest()
 
 
-def prepare_image_files(paths, *, dataset, split, resolution, source, cache_dir, workers=None) -> np.ndarray:
+def prepare_image_files(paths, *, dataset, split, resolution, source, cache_dir, workers=None,
+                        skip_unreadable=False) -> tuple[np.ndarray, np.ndarray]:
     """Decode `paths` (in order) to a memory-mapped uint8 (N, R, R, 3) array, once.
 
-    With resolution None every image must already be square and of one size.
+    Returns the array and the int64 indices of `paths` it holds (all of them,
+    unless `skip_unreadable` left some out). Every file is tried before any
+    error: images that cannot be decoded are listed, one per line with the
+    reason, in `<cache_dir>/<dataset>-<split>-unreadable.txt`, and the load stops
+    naming how many, unless `skip_unreadable` is true. With resolution None every
+    image must already be square and of one size.
     """
     key = {"source": str(Path(source).resolve()), "files": files_fingerprint(paths, source)}
+    if skip_unreadable:
+        key["skip_unreadable"] = True   # only then: caches built before the option stay valid
     target = _cache_path(cache_dir, dataset, split, resolution, key)
-    return _load_or_build(target, lambda tmp: _decode_files(paths, resolution, tmp, f"{dataset} {split}",
-                                                            workers))
+    skipped_file = target.with_suffix(".skipped.json")
+    report = Path(cache_dir).expanduser() / f"{dataset}-{split}-unreadable.txt"
+
+    def build(tmp):
+        bad = _decode_files(paths, resolution, tmp, f"{dataset} {split}", workers)
+        if bad and not skip_unreadable:
+            report.write_text("".join(f"{paths[i]}\t{reason}\n" for i, reason in sorted(bad.items())),
+                              encoding="utf-8")
+            first = min(bad)
+            raise NbstudyError(f"{len(bad)} of {len(paths)} images in the {split} split of {source} cannot be "
+                               f"decoded (first: {paths[first]}: {bad[first]}); all are listed in {report}: "
+                               "replace or delete them, or set the dataset option skip_unreadable: true to leave "
+                               "them out")
+        if skip_unreadable:
+            _drop_rows(tmp, sorted(bad))
+            skipped_file.write_text(json.dumps({str(paths[i]): reason for i, reason in sorted(bad.items())}),
+                                    encoding="utf-8")
+        report.unlink(missing_ok=True)   # the list of a failed earlier try
+
+    images_ = _load_or_build(target, build)
+    skipped = set()
+    if skip_unreadable and skipped_file.exists():
+        names = json.loads(skipped_file.read_text(encoding="utf-8"))
+        skipped = {i for i, path in enumerate(paths) if str(path) in names}
+    kept = np.array([i for i in range(len(paths)) if i not in skipped], dtype=np.int64)
+    if len(kept) != len(images_):   # a cache whose list of skipped files went missing: build it again
+        target.unlink()
+        return prepare_image_files(paths, dataset=dataset, split=split, resolution=resolution, source=source,
+                                   cache_dir=cache_dir, workers=workers, skip_unreadable=skip_unreadable)
+    return images_, kept
 
 
 def prepare_npz_images(npz_path, member, *, dataset, split, resolution, cache_dir) -> np.ndarray:
@@ -103,33 +139,65 @@ def _load_or_build(target: Path, build) -> np.ndarray:
     return np.load(target, mmap_mode="r")
 
 
-def _decode_files(paths, resolution, tmp, desc, workers):
+def _decode_files(paths, resolution, tmp, desc, workers) -> dict[int, str]:
     """Decode into a preallocated .npy memmap, threads writing rows in place
-    (PIL releases the GIL while decoding and resizing)."""
-    first = images.decode_image(paths[0], resolution)
+    (PIL releases the GIL while decoding and resizing). Returns {index: reason}
+    of the files that could not be decoded (their rows stay zero)."""
+    bad = {}
+    first = None
+    for i, path in enumerate(paths):   # the first decodable image sets the shape
+        try:
+            first = images.decode_image(path, resolution)
+            break
+        except images.UnreadableImage as e:
+            bad[i] = e.reason
+    if first is None:
+        raise NbstudyError(f"none of the {len(paths)} images ({paths[0]}, ...) can be decoded ({bad[0]}): "
+                           "check that the files are images")
+    start = len(bad)
     height, width, _ = first.shape
     if height != width:
-        raise NbstudyError(f"{paths[0]} is {width}x{height}, not square: pass resolution=N "
+        raise NbstudyError(f"{paths[start]} is {width}x{height}, not square: pass resolution=N "
                            "to resize every image to NxN")
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), height, width, 3))
-    out[0] = first
+    out[start] = first
 
     def decode_into(i):
-        img = images.decode_image(paths[i], resolution)
+        try:
+            img = images.decode_image(paths[i], resolution)
+        except images.UnreadableImage as e:
+            bad[i] = e.reason
+            return
         if img.shape != first.shape:
-            raise NbstudyError(f"{paths[i]} is {img.shape[1]}x{img.shape[0]} but {paths[0]} is "
+            raise NbstudyError(f"{paths[i]} is {img.shape[1]}x{img.shape[0]} but {paths[start]} is "
                                f"{width}x{height}: pass resolution=N to resize every image to NxN")
         out[i] = img
 
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(workers) as pool, tqdm(total=len(paths), desc=desc, unit="img") as bar:
-        bar.update(1)
-        for start in range(1, len(paths), _BLOCK):
-            block = range(start, min(start + _BLOCK, len(paths)))
+        bar.update(start + 1)
+        for begin in range(start + 1, len(paths), _BLOCK):
+            block = range(begin, min(begin + _BLOCK, len(paths)))
             list(pool.map(decode_into, block))
             bar.update(len(block))
     out.flush()
     del out
+    return bad
+
+
+def _drop_rows(npy_path: Path, rows) -> None:
+    """Rewrite the .npy at `npy_path` without `rows`, block by block."""
+    full = np.load(npy_path, mmap_mode="r")
+    keep = np.setdiff1d(np.arange(len(full)), rows)
+    if len(keep) == len(full):
+        return
+    slim_path = npy_path.with_name(npy_path.stem + ".slim.npy")
+    slim = np.lib.format.open_memmap(slim_path, mode="w+", dtype=np.uint8, shape=(len(keep), *full.shape[1:]))
+    for begin in range(0, len(keep), _BLOCK):
+        slim[begin:begin + _BLOCK] = full[keep[begin:begin + _BLOCK]]
+    slim.flush()
+    del slim, full
+    os.replace(slim_path, npy_path)
 
 
 def _copy_npz_member(npz_path, member, resolution, tmp, desc):

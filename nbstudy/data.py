@@ -42,6 +42,7 @@ class Dataset:
     val_labels: np.ndarray | None = None
     synthetic: bool = False        # the built-in set: results must say so
     source: str = ""               # where the data came from, for the records
+    unreadable_skipped: tuple[str, ...] = ()   # image files left out by skip_unreadable, for the records
 
     def __post_init__(self):
         for split in self._splits():
@@ -96,6 +97,8 @@ class Dataset:
                  f"{sizes}{no_val}"]
         if self.source:
             lines.append(f"  source: {self.source}")
+        if self.unreadable_skipped:
+            lines.append(f"  left out: {len(self.unreadable_skipped)} unreadable image file(s) (skip_unreadable)")
         width = max(len(c) for c in self.class_names)
         for c, class_name in enumerate(self.class_names):
             counts = "  ".join(f"{split} {int(np.sum(getattr(self, f'{split}_labels') == c))}"
@@ -151,10 +154,12 @@ def check_labels(ds: Dataset) -> Dataset:
 # ---------------------------------------------------------------------------- synthetic
 
 def load_synthetic(data_path, resolution, seed, cache_dir, *, num_classes=4, per_class=150,
-                   test_per_class=100, image_size=None, perspective=0.0) -> Dataset:
+                   test_per_class=100, image_size=None, perspective=0.0, subsample=None,
+                   test_fraction=None) -> Dataset:
     """The built-in procedural texture set (nbstudy.synthetic); cheap, so not cached.
     `image_size` is another name for `resolution`; default 32. `perspective` > 0 tilts the
     textures so that position shows (what the jigsaw puzzle needs); 0, the default, is flat."""
+    _no_test_fraction(test_fraction, "the synthetic set makes its own test split (test_per_class)")
     if image_size is not None and resolution is not None and image_size != resolution:
         raise NbstudyError(f"image_size={image_size} and resolution={resolution} disagree: give only one")
     size = image_size or resolution or 32
@@ -167,6 +172,7 @@ def load_synthetic(data_path, resolution, seed, cache_dir, *, num_classes=4, per
         raise NbstudyError(f"perspective={perspective} is out of range: use 0 (flat) to 3, e.g. 1")
     train_x, train_y, test_x, test_y, names = make_synthetic(num_classes, per_class, test_per_class, size, seed,
                                                              float(perspective))
+    train_x, train_y = _resplit({"train": (train_x, train_y)}, subsample, None, seed, "synthetic")["train"]
     tilt = f", perspective {perspective:g}" if perspective else ""
     return Dataset("synthetic", names, train_x, train_y, test_x, test_y, synthetic=True,
                    source=f"built-in procedural textures (nbstudy.synthetic), seed {seed}{tilt}")
@@ -174,8 +180,10 @@ def load_synthetic(data_path, resolution, seed, cache_dir, *, num_classes=4, per
 
 # ---------------------------------------------------------------------------- NCT-CRC-HE
 
-def load_nct_crc_he(data_path, resolution, seed, cache_dir, *, subsample=None, workers=None) -> Dataset:
+def load_nct_crc_he(data_path, resolution, seed, cache_dir, *, subsample=None, test_fraction=None,
+                    skip_unreadable=False, workers=None) -> Dataset:
     """NCT-CRC-HE-100K (train) and CRC-VAL-HE-7K (test), one folder per tissue class."""
+    _no_test_fraction(test_fraction, "NCT-CRC-HE has its official test set, CRC-VAL-HE-7K")
     root = _existing_folder(data_path, "nct_crc_he", "the folder holding NCT-CRC-HE-100K/ and CRC-VAL-HE-7K/")
     split_dirs = {"train": root / "NCT-CRC-HE-100K", "test": root / "CRC-VAL-HE-7K"}
     missing = [d.name for d in split_dirs.values() if not d.is_dir()]
@@ -185,19 +193,22 @@ def load_nct_crc_he(data_path, resolution, seed, cache_dir, *, subsample=None, w
                            "and CRC-VAL-HE-7K/")
     files = {split: _class_files(folder, NCT_CLASSES) for split, folder in split_dirs.items()}
     files["train"] = _subsample(*files["train"], subsample, seed)
-    arrays = _prepare_files("nct_crc_he", files, resolution, root, cache_dir, workers)
-    return Dataset("nct_crc_he", list(NCT_CLASSES), *arrays["train"], *arrays["test"], source=str(root))
+    arrays, skipped = _prepare_files("nct_crc_he", files, resolution, root, cache_dir, workers, skip_unreadable)
+    return Dataset("nct_crc_he", list(NCT_CLASSES), *arrays["train"], *arrays["test"], source=str(root),
+                   unreadable_skipped=skipped)
 
 
 # ---------------------------------------------------------------------------- COVID-QU-Ex
 
-def load_covid_qu_ex(data_path, resolution, seed, cache_dir, *, subsample=None, workers=None) -> Dataset:
+def load_covid_qu_ex(data_path, resolution, seed, cache_dir, *, subsample=None, test_fraction=None,
+                     skip_unreadable=False, workers=None) -> Dataset:
     """COVID-QU-Ex, Lung Segmentation Data variant: {Train,Val,Test}/{class}/images/*.png.
 
     data_path may be the folder holding Train/Val/Test or a parent of the
     'Lung Segmentation Data' folder (the Kaggle archive nests it twice).
     Masks are ignored; Val becomes the validation split.
     """
+    _no_test_fraction(test_fraction, "COVID-QU-Ex has its official Test split")
     given = _existing_folder(data_path, "covid_qu_ex", "the folder holding Train/, Val/ and Test/")
     lung = "Lung Segmentation Data"
     candidates = [given, given / lung, given / lung / lung]
@@ -212,25 +223,23 @@ def load_covid_qu_ex(data_path, resolution, seed, cache_dir, *, subsample=None, 
     for split, folder in (("train", "Train"), ("val", "Val"), ("test", "Test")):
         files[split] = _class_files(root / folder, COVID_CLASSES, images_subfolder="images")
     files["train"] = _subsample(*files["train"], subsample, seed)
-    arrays = _prepare_files("covid_qu_ex", files, resolution, root, cache_dir or cache.default_cache_dir(given),
-                            workers)
+    arrays, skipped = _prepare_files("covid_qu_ex", files, resolution, root,
+                                     cache_dir or cache.default_cache_dir(given), workers, skip_unreadable)
     return Dataset("covid_qu_ex", list(COVID_CLASSES), *arrays["train"], *arrays["test"], *arrays["val"],
-                   source=str(root))
+                   source=str(root), unreadable_skipped=skipped)
 
 
 # ---------------------------------------------------------------------------- image_folder
 
 def load_image_folder(data_path, resolution, seed, cache_dir, *, test_fraction=None, subsample=None,
-                      workers=None) -> Dataset:
+                      skip_unreadable=False, workers=None) -> Dataset:
     """Any class-per-folder tree. With train/ and test/ (and optionally val/)
     sub-trees those are the splits; otherwise a seeded stratified split holds
     out `test_fraction` (default 0.2) of each class as test."""
     root = _existing_folder(data_path, "image_folder", "a folder with one sub-folder of images per class")
     subdirs = {d.name.lower(): d for d in _visible_dirs(root)}
     if "train" in subdirs and "test" in subdirs:
-        if test_fraction is not None:
-            raise NbstudyError(f"test_fraction does not apply: {root} already has train/ and test/ folders; "
-                               "drop the option or the folders")
+        _no_test_fraction(test_fraction, f"{root} already has train/ and test/ folders")
         class_names = [d.name for d in _visible_dirs(subdirs["train"])]
         if not class_names:
             raise NbstudyError(f"{subdirs['train']} has no class folders: put each class's images in its own "
@@ -249,18 +258,19 @@ def load_image_folder(data_path, resolution, seed, cache_dir, *, test_fraction=N
         if not class_names:
             raise NbstudyError(f"{root} has no class folders (found: {_listing(root)}): put each class's "
                                "images in its own sub-folder")
-        fraction = 0.2 if test_fraction is None else test_fraction
-        if not 0 < fraction < 1:
-            raise NbstudyError(f"test_fraction must be between 0 and 1 (exclusive), got {test_fraction}")
-        files = _stratified_split(*_class_files(root, class_names), fraction, seed)
+        files = _stratified_split(*_class_files(root, class_names), 0.2 if test_fraction is None else test_fraction,
+                                  seed)
     files["train"] = _subsample(*files["train"], subsample, seed)
-    arrays = _prepare_files("image_folder", files, resolution, root, cache_dir, workers)
+    arrays, skipped = _prepare_files("image_folder", files, resolution, root, cache_dir, workers, skip_unreadable)
     val = arrays.get("val", (None, None))
-    return Dataset("image_folder", class_names, *arrays["train"], *arrays["test"], *val, source=str(root))
+    return Dataset("image_folder", class_names, *arrays["train"], *arrays["test"], *val, source=str(root),
+                   unreadable_skipped=skipped)
 
 
 def _stratified_split(paths, labels, fraction, seed):
     """Per class, a seeded `fraction` (at least one image, if the class has two) goes to test."""
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.number)) or not 0 < fraction < 1:
+        raise NbstudyError(f"test_fraction must be between 0 and 1 (exclusive), got {fraction!r}: e.g. 0.2")
     rng = np.random.default_rng([seed, 1])
     is_test = np.zeros(len(labels), dtype=bool)
     for c in np.unique(labels):
@@ -273,10 +283,12 @@ def _stratified_split(paths, labels, fraction, seed):
 
 # ---------------------------------------------------------------------------- MedMNIST
 
-def load_medmnist(data_path, resolution, seed, cache_dir, *, npz_path=None, flag=None, size=None) -> Dataset:
+def load_medmnist(data_path, resolution, seed, cache_dir, *, npz_path=None, flag=None, size=None, subsample=None,
+                  test_fraction=None) -> Dataset:
     """A MedMNIST .npz, given by path (npz_path or data_path), or by `flag` and
     `size`: looked for as <flag>_<size>.npz (<flag>.npz for 28) in data_path or
-    ~/.medmnist, downloaded there with the medmnist package if missing."""
+    ~/.medmnist, downloaded there with the medmnist package if missing. A file
+    with only a train or only a test split needs `test_fraction` to split it."""
     path = _medmnist_file(data_path, npz_path, flag, size)
     flag = (flag or path.stem.split("_")[0]).lower()   # BreastMNIST.npz is breastmnist
     try:
@@ -288,10 +300,15 @@ def load_medmnist(data_path, resolution, seed, cache_dir, *, npz_path=None, flag
         # TypeError: a plain .npy, not an archive; BadZipFile, EOFError, zlib: a partly downloaded or damaged file
         raise NbstudyError(f"cannot read {path} as an .npz ({' '.join(str(e).split())}): it is damaged or partly "
                            "downloaded: download it again") from None
-    for split in ("train", "test"):
-        if split not in raw_labels:
-            raise NbstudyError(f"{path} has no {split}_images/{split}_labels arrays (found: "
-                               f"{', '.join(sorted(members))}): a MedMNIST-format .npz needs train and test splits")
+    present = [split for split in ("train", "test") if split in raw_labels]
+    if not present:
+        raise NbstudyError(f"{path} has neither train_images/train_labels nor test_images/test_labels arrays "
+                           f"(found: {', '.join(sorted(members))}): it is not a MedMNIST-format .npz")
+    if len(present) == 1 and test_fraction is None:
+        missing = "test" if present == ["train"] else "train"
+        raise NbstudyError(f"{path} has no {missing}_images/{missing}_labels arrays (found: "
+                           f"{', '.join(sorted(members))}): add the dataset option test_fraction: 0.2 to split its "
+                           f"{present[0]} images into train and test, or use a file with both splits")
     labels = {split: _medmnist_labels(y, path, split) for split, y in raw_labels.items()}
     splits = list(labels)
     if "val" not in splits:
@@ -306,6 +323,8 @@ def load_medmnist(data_path, resolution, seed, cache_dir, *, npz_path=None, flag
             raise NbstudyError(f"{path}: {split}_images has {len(images)} images but {split}_labels has "
                                f"{len(labels[split])} labels; the file is inconsistent")
         arrays[split] = (images, labels[split])
+    arrays = _resplit(arrays, subsample, test_fraction, seed, str(path))
+    labels = {split: y for split, (_, y) in arrays.items()}
     num_classes = max(int(y.max()) for y in labels.values() if y.size) + 1
     val = arrays.get("val", (None, None))
     return Dataset("medmnist", _medmnist_class_names(flag, num_classes), *arrays["train"], *arrays["test"], *val,
@@ -460,16 +479,48 @@ def _subsample(paths, labels, subsample, seed):
     return [paths[i] for i in keep], labels[keep]
 
 
-def _prepare_files(dataset, files, resolution, root, cache_dir, workers):
-    """Run the prepare step on each split: {split: (images memmap, labels)}."""
+def _prepare_files(dataset, files, resolution, root, cache_dir, workers, skip_unreadable):
+    """Run the prepare step on each split: {split: (images memmap, labels)}, and the image files
+    left out as unreadable (only with skip_unreadable; one warning says how many)."""
     if cache_dir is None:
         cache_dir = cache.default_cache_dir(root)
+    if not isinstance(skip_unreadable, bool):
+        raise NbstudyError(f"skip_unreadable must be true or false, got {skip_unreadable!r}")
     for split, (paths, _) in files.items():
         if not paths:
             raise NbstudyError(f"the {split} split of {root} has no images: add some")
-    return {split: (cache.prepare_image_files(paths, dataset=dataset, split=split, resolution=resolution,
-                                              source=root, cache_dir=cache_dir, workers=workers), labels)
-            for split, (paths, labels) in files.items()}
+    arrays, skipped = {}, []
+    for split, (paths, labels) in files.items():
+        images, kept = cache.prepare_image_files(paths, dataset=dataset, split=split, resolution=resolution,
+                                                 source=root, cache_dir=cache_dir, workers=workers,
+                                                 skip_unreadable=skip_unreadable)
+        arrays[split] = (images, labels[kept])
+        skipped += [str(paths[i]) for i in np.setdiff1d(np.arange(len(paths)), kept)]
+    if skipped:
+        warnings.warn(f"left out {len(skipped)} unreadable image(s) under {root} (skip_unreadable), e.g. "
+                      f"{skipped[0]}", stacklevel=3)
+    return arrays, tuple(skipped)
+
+
+def _no_test_fraction(test_fraction, why: str) -> None:
+    if test_fraction is not None:
+        raise NbstudyError(f"test_fraction does not apply: {why}; drop the option")
+
+
+def _resplit(arrays: dict, subsample, test_fraction, seed, where: str) -> dict:
+    """subsample and test_fraction on in-memory {split: (images, labels)}: the same seeded, stratified
+    choices as for image files (test_fraction splits the one split a source has into train and test)."""
+    if test_fraction is not None:
+        if "train" in arrays and "test" in arrays:
+            _no_test_fraction(test_fraction, f"{where} already has train and test splits")
+        images, labels = arrays.pop("train" if "train" in arrays else "test")
+        parts = _stratified_split(np.arange(len(labels)), labels, test_fraction, seed)
+        arrays.update({split: (images[np.array(idx, dtype=np.int64)], y) for split, (idx, y) in parts.items()})
+    if subsample is not None:
+        images, labels = arrays["train"]
+        idx, y = _subsample(np.arange(len(labels)), labels, subsample, seed)
+        arrays["train"] = (images[np.array(idx, dtype=np.int64)], y)
+    return arrays
 
 
 DATASETS = {

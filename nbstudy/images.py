@@ -41,7 +41,15 @@ def decode_image(path, resolution: int | None = None) -> np.ndarray:
                 rgb = resize_square(rgb, resolution)
             return np.array(rgb, dtype=np.uint8)
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise NbstudyError(f"cannot decode image {path} ({e}): replace or delete the file") from None
+        raise UnreadableImage(path, " ".join(str(e).split())) from None
+
+
+class UnreadableImage(NbstudyError):
+    """An image file that cannot be decoded (empty, truncated, not an image); `reason` is the decoder's."""
+
+    def __init__(self, path, reason: str):
+        super().__init__(f"cannot decode image {path} ({reason}): replace or delete the file")
+        self.path, self.reason = path, reason
 
 
 def resize_square(img: Image.Image, resolution: int) -> Image.Image:

@@ -179,8 +179,9 @@ def test_errors_only_a_run_finds_fail_that_run_with_its_one_line_error_and_keep_
     capsys.readouterr()
     assert main(cli) == 2
     last = capsys.readouterr().err.splitlines()[-1]
-    assert last.startswith(f"nbstudy: error: dataset: cannot decode image {images / 'a' / 'broken.png'}")
-    assert last.endswith("replace or delete the file") and log.read_text() == ran
+    assert last.startswith("nbstudy: error: dataset: 1 of ") and "cannot be decoded (first: " \
+        f"{images / 'a' / 'broken.png'}:" in last
+    assert last.endswith("skip_unreadable: true to leave them out") and log.read_text() == ran
 
     # and, the image deleted, the study grows runs that start from a backbone pretrained at another resolution
     (images / "a" / "broken.png").unlink()

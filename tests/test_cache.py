@@ -84,7 +84,8 @@ def test_cache_dir_override_and_failed_build_leaves_nothing(tiny_class_tree, tmp
     fresh = tmp_path / "fresh"
     with pytest.raises(NbstudyError, match="9.png"):
         load_dataset("image_folder", tiny_class_tree, cache_dir=fresh)
-    assert list(fresh.iterdir()) == []          # train failed first: no cache file, no temporary
+    # train failed first: no cache file, no temporary; only the list of unreadable files
+    assert [p.name for p in fresh.iterdir()] == ["image_folder-train-unreadable.txt"]
 
 
 def test_unreadable_cache_file_is_rebuilt(tiny_class_tree, decode_counter):

@@ -1,5 +1,7 @@
 """Loaders on tiny files laid out like the real datasets, image decoding, and bad input."""
 
+import inspect
+import json
 import sys
 import types
 from pathlib import Path
@@ -284,7 +286,7 @@ def test_image_folder_errors(tmp_path):
         load_dataset("image_folder", tmp_path)
     (tmp_path / "b" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     _save(tmp_path / "b" / "ok.png", _rgb(8))
-    with pytest.raises(NbstudyError, match=r"cannot decode image .*broken\.png"):
+    with pytest.raises(NbstudyError, match=r"1 of 2 images .* cannot be decoded \(first: .*broken\.png"):
         load_dataset("image_folder", tmp_path, test_fraction=0.5)
     with pytest.raises(NbstudyError, match="no class folders"):
         load_dataset("image_folder", tmp_path / "a")
@@ -372,3 +374,93 @@ def _garbled(tmp_path):
     path = tmp_path / "garbled.npz"
     path.write_bytes(bytes(data))
     return path
+
+
+# ---- broken image files, reported all at once; options every source takes ----------------------------------
+
+def _folder_with_unreadable_files(root):
+    """train/ and test/ with two classes of PNGs; three training files unreadable in three ways (empty, cut
+    off, text)."""
+    for split, n in (("train", 6), ("test", 2)):
+        for c in ("benign", "malignant"):
+            for i in range(n):
+                _save(root / split / c / f"{i}.png", _rgb(16))
+    (root / "train" / "benign" / "0.png").write_bytes(b"")
+    (root / "train" / "benign" / "4.png").write_bytes((root / "train" / "benign" / "4.png").read_bytes()[:40])
+    (root / "train" / "malignant" / "2.png").write_text("not an image")
+    return root
+
+
+def test_unreadable_images_are_reported_together_and_skip_unreadable_leaves_them_out(tmp_path):
+    root = _folder_with_unreadable_files(tmp_path / "set")
+    cache = tmp_path / "cache"
+    with pytest.raises(NbstudyError) as e:
+        load_dataset("image_folder", str(root), cache_dir=str(cache))
+    message = str(e.value)
+    assert "\n" not in message and message.startswith(f"3 of 12 images in the train split of {root} cannot be decoded")
+    assert "skip_unreadable: true" in message
+    listed = (cache / "image_folder-train-unreadable.txt").read_text().splitlines()
+    assert [Path(line.split("\t")[0]).relative_to(root).as_posix() for line in listed] == \
+        ["train/benign/0.png", "train/benign/4.png", "train/malignant/2.png"]
+    assert all(line.split("\t")[1] for line in listed)   # each with the decoder's reason
+
+    with pytest.warns(UserWarning, match=r"left out 3 unreadable image\(s\)"):
+        ds = load_dataset("image_folder", str(root), cache_dir=str(cache), skip_unreadable=True)
+    assert len(ds.unreadable_skipped) == 3 and np.bincount(ds.train_labels).tolist() == [4, 5]
+    assert len(ds.test_labels) == 4 and "left out: 3 unreadable image file(s)" in ds.describe()
+    readable = [_decoded(root / "train" / c / f"{i}.png") for c, i in
+                [("benign", 1), ("benign", 2), ("benign", 3), ("benign", 5)]]
+    assert np.array_equal(ds.train_images[:4], np.stack(readable))   # rows and labels stay paired
+    with pytest.warns(UserWarning, match="left out 3"):
+        again = load_dataset("image_folder", str(root), cache_dir=str(cache), skip_unreadable=True)
+    assert np.array_equal(again.train_images, ds.train_images) and again.unreadable_skipped == ds.unreadable_skipped
+    assert not list(cache.glob("*-unreadable.txt"))   # a load that worked leaves no stale list behind
+
+
+def _decoded(path):
+    return images.decode_image(path)
+
+
+def test_a_run_records_how_many_unreadable_images_it_left_out(tmp_path, one_torch_thread):
+    from nbstudy.lnl import train_noisy
+
+    root = _folder_with_unreadable_files(tmp_path / "set")
+    with pytest.warns(UserWarning, match="left out 3"):
+        train_noisy(dataset="image_folder", data_path=str(root), dataset_options={"skip_unreadable": True},
+                    epochs=1, batch_size=4, val_fraction=0.0, output_dir=str(tmp_path / "run"), progress=False)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["dataset"]["unreadable_skipped"] == 3
+
+
+@pytest.mark.filterwarnings("ignore:.*has no val split")
+def test_a_medmnist_file_with_one_split_names_test_fraction_and_splits_with_it(tmp_path):
+    path = _variant(tmp_path, "test_only.npz")
+    arrays = {k: v for k, v in np.load(path).items() if k.startswith("test")}
+    np.savez(path, **arrays)
+    with pytest.raises(NbstudyError, match="add the dataset option test_fraction: 0.2 to split its test images"):
+        load_dataset("medmnist", str(path), cache_dir=str(tmp_path / "c"))
+    ds = load_dataset("medmnist", str(path), cache_dir=str(tmp_path / "c"), test_fraction=0.25, seed=3)
+    n = len(arrays["test_labels"])
+    assert len(ds.train_labels) + len(ds.test_labels) == n and ds.val_images is None
+    per_class = np.bincount(arrays["test_labels"].reshape(-1))
+    assert np.bincount(ds.test_labels).tolist() == [round(0.25 * c) for c in per_class]
+    same = load_dataset("medmnist", str(path), cache_dir=str(tmp_path / "c"), test_fraction=0.25, seed=3)
+    other = load_dataset("medmnist", str(path), cache_dir=str(tmp_path / "c"), test_fraction=0.25, seed=4)
+    assert np.array_equal(same.test_images, ds.test_images) and not np.array_equal(other.test_images, ds.test_images)
+
+
+def test_subsample_works_for_every_source_and_test_fraction_where_a_source_has_one_split(tmp_path, tiny_nct_tree,
+                                                                                          tiny_covid_tree):
+    mini = load_dataset("medmnist", str(MINI), cache_dir=str(tmp_path / "c"), subsample=5)
+    assert np.bincount(mini.train_labels).tolist() == [5, 5] and len(mini.test_labels) == 30
+    assert np.bincount(load_dataset("synthetic", subsample=0.1).train_labels).tolist() == [15] * 4
+    refused = [("synthetic", None, "the synthetic set makes its own test split"),
+               ("medmnist", str(MINI), "already has train and test splits"),
+               ("nct_crc_he", str(tiny_nct_tree), "official test set, CRC-VAL-HE-7K"),
+               ("covid_qu_ex", str(tiny_covid_tree), "official Test split")]
+    for name, data_path, why in refused:
+        with pytest.raises(NbstudyError, match=f"test_fraction does not apply: .*{why}.*; drop the option"):
+            load_dataset(name, data_path, test_fraction=0.2)
+    for name in DATASETS:
+        options = inspect.signature(DATASETS[name]).parameters
+        assert "subsample" in options and "test_fraction" in options, name

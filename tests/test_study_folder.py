@@ -211,7 +211,8 @@ def test_a_data_set_option_of_the_wrong_kind_is_one_line_at_dry_run(tmp_path, ca
 
 
 @pytest.mark.parametrize("arrays, message", [
-    (lambda d: {k: v for k, v in d.items() if k.startswith("test")}, "has no train_images/train_labels arrays"),
+    (lambda d: {k: v for k, v in d.items() if k.startswith("test")}, "has no train_images/train_labels arrays (found: test_images, test_labels): add the dataset option "
+     "test_fraction: 0.2"),
     (lambda d: {**d, "train_labels": np.zeros_like(d["train_labels"])}, "1 of 2 classes never appear in the training"),
 ])
 def test_an_unusable_data_set_is_one_error_before_any_run_even_in_a_dry_run(tmp_path, capsys, arrays, message):

@@ -147,3 +147,24 @@ def test_noise_explorer_static_draws_the_study_grid_of_known_kinds():
     figs = widgets.noise_explorer(_dataset(), rates=(0.4, 0.8), kinds=("symmetric", "asymmetric"))
     assert [f._suptitle.get_text().split(" (")[0] for f in figs] == ["symmetric noise at rate 0.4",
                                                                       "symmetric noise at rate 0.8"]
+
+
+def test_what_the_docs_show_displays_as_a_picture_in_a_plain_ipython_shell(study):
+    """docs/analysis.md, "Using the pieces yourself": no %matplotlib, no pyplot; each returned object, displayed
+    through IPython's display formatter as a kernel does, reaches the front end as image/png, not as
+    "<Figure size ...>" text."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.display import display
+    from IPython.utils.capture import capture_output
+
+    from nbstudy.analysis import plots
+
+    InteractiveShell.instance()   # a shell with its display formatter, as in any front end
+    data = runs.loss_distributions(study, epochs=[1, 4], methods=["ce"], noise_rate=0.8)
+    for value in (plots.loss_histograms(data), widgets.accuracy_explorer(study, interactive=False),
+                  widgets.loss_explorer(study, interactive=False)):
+        with capture_output() as shown:
+            display(value)
+        mimes = [set(out.data) for out in shown.outputs]
+        assert mimes and all("image/png" in m for m in mimes), mimes
+        assert "<Figure size" not in shown.stdout

@@ -185,7 +185,7 @@ def run_pretraining(params: dict | None = None, *, data=None, **kwargs) -> Path:
     probe = knn_accuracy(method.backbone, data, p["knn_k"], KNN_TEMPERATURE, device)
     tqdm.write(f"k-NN accuracy {probe:.3f} (random init {random_probe:.3f}); backbone -> {final}")
     meta = {"method": p["method"], "hparams": key["params"], "dataset": data.name, "synthetic": bool(data.synthetic),
-            "epochs_done": p["epochs"], "loss_history": [h["loss"] for h in history], "history": history,
+            "unreadable_skipped": len(data.unreadable_skipped), "epochs_done": p["epochs"], "loss_history": [h["loss"] for h in history], "history": history,
             "probe": {"kind": "knn", "k": p["knn_k"], "temperature": KNN_TEMPERATURE},
             "probe_acc": probe, "random_init_probe_acc": random_probe, "seconds": seconds,
             "device": str(device), **method.metadata()}
