@@ -24,7 +24,7 @@ def tiny_data():
 def test_parameters_are_checked_with_one_line_errors():
     with pytest.raises(NbstudyError, match="unknown parameter 'epoch' .did you mean 'epochs'.*valid ones"):
         resolve({"epoch": 3})
-    for bad, pattern in [({"method": "byol"}, "one of simclr"), ({"epochs": 0}, "epochs=0"),
+    for bad, pattern in [({"method": "dino"}, "one of simclr"), ({"epochs": 0}, "epochs=0"),
                          ({"epochs": 2.5}, "whole number"), ({"lr": -1}, "lr=-1"),
                          ({"optimizer": "lamb"}, "adam, adamw, sgd"),
                          ({"method_options": {"temperature": 0}}, "method_options.temperature=0 is invalid"),

@@ -5,8 +5,9 @@ A method is an `nn.Module` that owns the backbone and its head; it is built as
 ``options`` (a table of `nbstudy.params.Param`, checked before it is built). It has three parts:
 ``make_inputs(x, generator)`` turns a batch of images (float in [0, 1]) into network inputs
 (still in [0, 1], so they can be shown) and targets; ``forward(inputs)`` normalises and runs
-backbone + head; ``loss(outputs, targets)`` returns (loss, pretext accuracy). Only the
-backbone is kept after pretraining.
+backbone + head; ``loss(outputs, targets)`` returns (loss, pretext accuracy);
+``after_step(step, total_steps)`` runs after each optimizer step (momentum encoders use it). Only
+the backbone is kept after pretraining.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ class PretextMethod(nn.Module):
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
+
+    def after_step(self, step: int, total_steps: int) -> None:
+        """Called after optimizer step `step` (0-based, counted over the whole run) of `total_steps`, e.g. to
+        move a momentum encoder (BYOL, MoCo). Default: nothing."""
 
     def metadata(self) -> dict:
         """Extra facts to save with the backbone (e.g. the jigsaw permutation set)."""

@@ -89,18 +89,23 @@ def train_step(method, inputs, targets, optimizer, device):
     return loss, acc
 
 
-def train_epoch(method, loader, optimizer, scheduler, generator, device, desc: str, progress: bool) -> dict:
-    """One pass over the data; returns the sample-weighted mean pretext loss and accuracy."""
+def train_epoch(method, loader, optimizer, scheduler, generator, device, desc: str, progress: bool,
+                total_steps: int | None = None) -> dict:
+    """One pass over the data; returns the sample-weighted mean pretext loss and accuracy.
+
+    After each step the method's `after_step` hook gets the run's step index (the scheduler's count, the
+    same on a resumed run) and total_steps (None: this epoch is the whole run)."""
     method.train()
     total_loss = torch.zeros((), device=device)
     total_acc = torch.zeros((), device=device)
-    seen = 0
+    seen, total_steps = 0, len(loader) if total_steps is None else total_steps
     bar = tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch")
     for step, (_, x) in enumerate(bar):
         if x.shape[0] < 2:
             continue
         loss, acc = train_step(method, *method.make_inputs(augment.to_float(x), generator), optimizer, device)
         scheduler.step()
+        method.after_step(scheduler.last_epoch - 1, total_steps)
         total_loss += loss.detach() * x.shape[0]
         total_acc += acc.detach() * x.shape[0]
         seen += x.shape[0]
@@ -140,7 +145,7 @@ def run_pretraining(params: dict | None = None, *, data=None, **kwargs) -> Path:
         raise NbstudyError(f"dataset {data.name!r} has {n} training image(s): pretraining needs at least 2")
     steps = steps_per_epoch(n, p["batch_size"])
     warmup = min(10.0, p["epochs"] / 10) if p["warmup_epochs"] is None else p["warmup_epochs"]
-    optimizer = make_optimizer(p, method.parameters())
+    optimizer = make_optimizer(p, (w for w in method.parameters() if w.requires_grad))   # not EMA targets
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, round(warmup * steps), p["epochs"] * steps))
 
@@ -167,7 +172,7 @@ def run_pretraining(params: dict | None = None, *, data=None, **kwargs) -> Path:
         t0 = time.perf_counter()
         loader.set_epoch(epoch)
         stats = train_epoch(method, loader, optimizer, scheduler, epoch_generator(device, p["seed"], epoch),
-                            device, f"epoch {epoch + 1}/{p['epochs']}", p["progress"])
+                            device, f"epoch {epoch + 1}/{p['epochs']}", p["progress"], p["epochs"] * steps)
         if not math.isfinite(stats["loss"]):
             raise NbstudyError(f"the {p['method']} loss became {stats['loss']} in epoch {epoch + 1}: lower lr "
                                f"(now {p['lr']}) or check method_options {p['method_options']}")
