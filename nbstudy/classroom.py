@@ -394,9 +394,9 @@ class Classroom:
         self.stop_button = W.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
         self.train_button.on_click(lambda _: self.train())
         self.stop_button.on_click(lambda _: self.stop())
-        self.status = W.HTML("Choose the settings and press <b>Train</b>.")
+        self.status = W.HTML("Choose the settings and press <b>Train</b>.").add_class("nbstudy-status")
         self.figure = LiveFigure()
-        self.image = W.Image(format="png", layout=W.Layout(max_width="100%"))
+        self.image = W.Image(format="png", layout=W.Layout(max_width="100%")).add_class("nbstudy-live")
         self.story = W.HTML()
         rows = [W.HBox([self.controls["noise_rate"], self.controls["noise_kind"], self.controls["epochs"]]),
                 W.HBox([self.controls["init"], self.controls["method"]]),
@@ -438,10 +438,10 @@ class Classroom:
         except Exception as e:   # a thread's error would go nowhere: show it, one line
             message = str(e) if isinstance(e, NbstudyError) else f"{type(e).__name__}: {e}"
             self.status.value = f"<span style='color: #c00'>{message}</span>"
-        else:
-            self._finish(run)
+            return
         finally:
             self.train_button.disabled, self.stop_button.disabled = False, True
+        self._finish(run)
 
     def _say(self, text: str) -> None:
         self.status.value = text
@@ -480,51 +480,81 @@ def status_line(run: Run) -> str:
 
 
 def replay(runs, interactive: bool = False):
-    """Runs side by side (`compare_figure`). Interactive: an epoch slider with a play button, and a choice of
-    two runs; `runs` may be a `Classroom` (its runs so far, updated as runs finish). Static: the figure at
-    the last epoch."""
+    """Runs side by side (`compare_figure`). Interactive: a widget to pick two runs and replay them epoch by
+    epoch (slider and play button); `runs` may be a `Classroom`, whose runs so far it offers (updated as runs
+    finish). Static: the figure of every run at its last epoch."""
     if not interactive:
         return compare_figure(list(runs.runs if isinstance(runs, Classroom) else runs))
-    import ipywidgets as W
+    return Replay(runs)
 
-    from nbstudy.widgets import FigureView
 
-    source = (lambda: runs.runs) if isinstance(runs, Classroom) else (lambda: list(runs))
+class Replay:
+    """Two dropdowns choosing runs, an epoch slider with a play button, and the side-by-side figure.
+    One redraw per change, also when new runs arrive (the controls are set quietly, then drawn once)."""
 
-    def options():
-        return [(f"{i + 1}: {r.label}, {r.params['noise_kind']} {r.params['noise_rate']:g}", i)
-                for i, r in enumerate(source())]
+    def __init__(self, runs):
+        import ipywidgets as W
 
-    def draw(left, right, epoch):
-        chosen = [source()[i] for i in (left, right) if i is not None]
-        return compare_figure(chosen, epoch)
+        self.source = (lambda: runs.runs) if isinstance(runs, Classroom) else (lambda: list(runs))
+        self.left, self.right = W.Dropdown(description="left"), W.Dropdown(description="right")
+        self.epoch = W.IntSlider(value=1, min=1, max=1, description="epoch", continuous_update=False)
+        self.play = W.Play(min=1, max=1, interval=700)
+        W.jslink((self.play, "value"), (self.epoch, "value"))
+        self.image, self.message = W.Image(format="png", layout=W.Layout(max_width="100%")), W.HTML()
+        self.widget = W.VBox([W.HBox([self.left, self.right]), W.HBox([self.play, self.epoch]), self.message,
+                              self.image])
+        self._quiet = False
+        for control in (self.left, self.right):
+            control.observe(lambda _: self._chosen(), names="value")
+        self.epoch.observe(lambda _: self.redraw(), names="value")
+        if isinstance(runs, Classroom):
+            runs.listeners.append(self.runs_changed)
+        self.runs_changed()
 
-    first = options()
-    left = W.Dropdown(options=first, value=first[0][1] if first else None, description="left")
-    right = W.Dropdown(options=first, value=first[-1][1] if first else None, description="right")
-    epoch = W.IntSlider(value=1, min=1, max=1, description="epoch", continuous_update=False)
-    view = FigureView(draw, {"left": left, "right": right, "epoch": epoch})
-    play = W.Play(min=1, max=1, interval=700)
-    W.jslink((play, "value"), (epoch, "value"))
+    def runs_changed(self) -> None:
+        """Offer every run; left keeps its choice (the first run by default), right shows the newest."""
+        runs = self.source()
+        options = [(f"{i + 1}: {r.label}, {r.params['noise_kind']} {r.params['noise_rate']:g}", i)
+                   for i, r in enumerate(runs)]
+        keep = self.left.value
+        self._quiet = True
+        try:
+            self.left.options, self.right.options = options, options
+            if options:
+                self.left.value = keep if keep is not None else 0
+                self.right.value = len(options) - 1
+        finally:
+            self._quiet = False
+        self._chosen()
 
-    def refresh(*_):
-        chosen = [source()[i] for i in (left.value, right.value) if i is not None]
-        top = max((r.done for r in chosen), default=1)
-        epoch.max = play.max = top
-        epoch.value = top
+    def chosen(self) -> list:
+        runs = self.source()
+        return [runs[i] for i in (self.left.value, self.right.value) if i is not None]
 
-    def runs_changed():
-        opts = options()
-        keep = left.value
-        left.options, right.options = opts, opts
-        left.value = keep if keep is not None else opts[0][1]
-        right.value = opts[-1][1]
-        refresh()
+    def _chosen(self) -> None:
+        """New runs chosen: the slider spans their epochs and starts at the end."""
+        if self._quiet:
+            return
+        top = max((r.done for r in self.chosen()), default=1)
+        self._quiet = True
+        try:
+            self.epoch.max = self.play.max = top
+            self.epoch.value = top
+        finally:
+            self._quiet = False
+        self.redraw()
 
-    left.observe(refresh, names="value")
-    right.observe(refresh, names="value")
-    if isinstance(runs, Classroom):
-        runs.listeners.append(runs_changed)
-    refresh()
-    view.widget.children = (W.HBox([play]), *view.widget.children)
-    return view
+    def redraw(self) -> None:
+        if self._quiet:
+            return
+        try:
+            fig = compare_figure(self.chosen(), self.epoch.value)
+        except NbstudyError as e:
+            self.message.value = f"<span style='color: #c00'>{e}</span>"
+            return
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=80)
+        self.image.value, self.message.value = buffer.getvalue(), ""
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
