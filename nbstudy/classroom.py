@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from matplotlib.ticker import MaxNLocator
 
 from nbstudy.data import load_dataset
 from nbstudy.analysis.plots import CLEAN_COLOR, NOISY_COLOR, titled
@@ -232,6 +233,7 @@ class LiveFigure:
 
     def __init__(self, target=None, stacked: bool = False):
         self.figure = target if target is not None else Figure(figsize=(11, 3.6), layout="constrained")
+        self.stacked = stacked
         self.acc_ax, self.loss_ax = self.figure.subplots(2 if stacked else 1, 1 if stacked else 2,
                                                          squeeze=True)
         ax = self.acc_ax
@@ -243,6 +245,7 @@ class LiveFigure:
         self.best = ax.scatter([], [], s=120, marker="*", c="tab:green", zorder=3, label="BEST")
         self.last = ax.scatter([], [], s=70, marker="s", c=NOISY_COLOR, zorder=3, label="LAST")
         ax.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         self.legend = ax.legend(fontsize=8, loc="lower right")
         self.stairs = {group: self.loss_ax.stairs([0.0], [0.0, 1.0], fill=True, alpha=0.5, color=color)
@@ -266,8 +269,10 @@ class LiveFigure:
         self.acc_ax.set_xlim(0.5, max(run.params["epochs"], 2) + 0.5)
         self.acc_ax.set_title(f"accuracy, epoch {last['epoch']} of {run.params['epochs']}", fontsize=10)
         self._histogram(run.losses[len(rows) - 1], run.wrong)
-        self.figure.suptitle(titled(f"{run.label}: {run.params['noise_kind']} noise {run.params['noise_rate']:g}, "
-                                    f"{run.actual_noise_rate:.0%} of labels wrong", run.synthetic), fontsize=11)
+        between = "\n" if self.stacked else ": "   # a column is narrow: two lines
+        self.figure.suptitle(titled(f"{run.label}{between}{run.params['noise_kind']} noise "
+                                    f"{run.params['noise_rate']:g}, {run.actual_noise_rate:.0%} of labels wrong",
+                                    run.synthetic), fontsize=11)
 
     def _histogram(self, losses: np.ndarray, wrong: np.ndarray) -> None:
         edges = np.linspace(0.0, max(float(losses.max()), 1e-3), 31)
