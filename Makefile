@@ -5,6 +5,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # PyTorch's OpenMP threads spin while idle unless told not to: many times slower on a small shared CPU.
 export OMP_WAIT_POLICY ?= PASSIVE
+# pytest-xdist workers for `make test`: one per core of CI's 2-core machine
+TEST_WORKERS ?= 2
 
 .PHONY: demo test install clean-venv
 
@@ -13,7 +15,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,ray]'
+	$(PY) -m pip install --quiet -e '.[dev,ray,cleanlab]'
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (nbstudy)" > /dev/null
 	touch $@
 
@@ -21,7 +23,7 @@ demo: install
 	$(VENV)/bin/nbstudy study parameters/demo.yaml --jobs 2
 
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 clean-venv:
 	rm -rf $(VENV)

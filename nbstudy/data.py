@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from nbstudy import cache
+from nbstudy import labels as given_labels
 from nbstudy.errors import NbstudyError
 from nbstudy.images import IMAGE_EXTENSIONS, is_image_file
 from nbstudy.synthetic import CLASS_NAMES as SYNTHETIC_CLASSES
@@ -43,6 +44,8 @@ class Dataset:
     synthetic: bool = False        # the built-in set: results must say so
     source: str = ""               # where the data came from, for the records
     unreadable_skipped: tuple[str, ...] = ()   # image files left out by skip_unreadable, for the records
+    train_files: tuple[str, ...] | None = None  # image-file sources: each training image's file, relative to source
+    labels_file: str = ""          # the CSV the training labels came from (the `labels` option), if any
 
     def __post_init__(self):
         for split in self._splits():
@@ -110,11 +113,15 @@ class Dataset:
 def load_dataset(name: str, data_path: str | None = None, resolution: int | None = None, seed: int = 0,
                  cache_dir: str | None = None, **options) -> Dataset:
     """Load dataset `name` (a key of DATASETS) with its images at `resolution`
-    (None: the dataset's native size). Same arguments, same arrays."""
+    (None: the dataset's native size). Same arguments, same arrays.
+
+    Options: those of the data set's loader, and for every data set `labels`, a CSV of the training
+    labels to use instead of the data set's own (`nbstudy.labels`)."""
     if name not in DATASETS:
         raise NbstudyError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
     loader = DATASETS[name]
-    accepted = [p.name for p in inspect.signature(loader).parameters.values() if p.kind == p.KEYWORD_ONLY]
+    accepted = accepted_options(name)
+    labels_file = options.pop("labels", None)
     for option in options:
         if option not in accepted:
             raise NbstudyError(f"unknown option {option!r} for dataset {name!r}: accepted options are "
@@ -122,8 +129,13 @@ def load_dataset(name: str, data_path: str | None = None, resolution: int | None
     if resolution is not None and (isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer))
                                    or resolution < 1):
         raise NbstudyError(f"resolution must be a positive integer (pixels per side), got {resolution!r}")
-    return check_labels(loader(data_path, None if resolution is None else int(resolution), seed, cache_dir,
-                               **options))
+    ds = loader(data_path, None if resolution is None else int(resolution), seed, cache_dir, **options)
+    return check_labels(ds if labels_file is None else given_labels.apply(ds, labels_file))
+
+
+def accepted_options(name: str) -> list:
+    """The options data set `name` takes: its loader's keyword-only arguments, then `labels`."""
+    return [p.name for p in inspect.signature(DATASETS[name]).parameters.values() if p.kind == p.KEYWORD_ONLY] + ["labels"]
 
 
 def check_labels(ds: Dataset) -> Dataset:
@@ -193,9 +205,10 @@ def load_nct_crc_he(data_path, resolution, seed, cache_dir, *, subsample=None, t
                            "and CRC-VAL-HE-7K/")
     files = {split: _class_files(folder, NCT_CLASSES) for split, folder in split_dirs.items()}
     files["train"] = _subsample(*files["train"], subsample, seed)
-    arrays, skipped = _prepare_files("nct_crc_he", files, resolution, root, cache_dir, workers, skip_unreadable)
+    arrays, skipped, names = _prepare_files("nct_crc_he", files, resolution, root, cache_dir, workers,
+                                            skip_unreadable)
     return Dataset("nct_crc_he", list(NCT_CLASSES), *arrays["train"], *arrays["test"], source=str(root),
-                   unreadable_skipped=skipped)
+                   unreadable_skipped=skipped, train_files=names)
 
 
 # ---------------------------------------------------------------------------- COVID-QU-Ex
@@ -223,10 +236,10 @@ def load_covid_qu_ex(data_path, resolution, seed, cache_dir, *, subsample=None, 
     for split, folder in (("train", "Train"), ("val", "Val"), ("test", "Test")):
         files[split] = _class_files(root / folder, COVID_CLASSES, images_subfolder="images")
     files["train"] = _subsample(*files["train"], subsample, seed)
-    arrays, skipped = _prepare_files("covid_qu_ex", files, resolution, root,
-                                     cache_dir or cache.default_cache_dir(given), workers, skip_unreadable)
+    arrays, skipped, names = _prepare_files("covid_qu_ex", files, resolution, root,
+                                            cache_dir or cache.default_cache_dir(given), workers, skip_unreadable)
     return Dataset("covid_qu_ex", list(COVID_CLASSES), *arrays["train"], *arrays["test"], *arrays["val"],
-                   source=str(root), unreadable_skipped=skipped)
+                   source=str(root), unreadable_skipped=skipped, train_files=names)
 
 
 # ---------------------------------------------------------------------------- image_folder
@@ -261,10 +274,11 @@ def load_image_folder(data_path, resolution, seed, cache_dir, *, test_fraction=N
         files = _stratified_split(*_class_files(root, class_names), 0.2 if test_fraction is None else test_fraction,
                                   seed)
     files["train"] = _subsample(*files["train"], subsample, seed)
-    arrays, skipped = _prepare_files("image_folder", files, resolution, root, cache_dir, workers, skip_unreadable)
+    arrays, skipped, names = _prepare_files("image_folder", files, resolution, root, cache_dir, workers,
+                                            skip_unreadable)
     val = arrays.get("val", (None, None))
     return Dataset("image_folder", class_names, *arrays["train"], *arrays["test"], *val, source=str(root),
-                   unreadable_skipped=skipped)
+                   unreadable_skipped=skipped, train_files=names)
 
 
 def _stratified_split(paths, labels, fraction, seed):
@@ -480,8 +494,9 @@ def _subsample(paths, labels, subsample, seed):
 
 
 def _prepare_files(dataset, files, resolution, root, cache_dir, workers, skip_unreadable):
-    """Run the prepare step on each split: {split: (images memmap, labels)}, and the image files
-    left out as unreadable (only with skip_unreadable; one warning says how many)."""
+    """Run the prepare step on each split: {split: (images memmap, labels)}, the image files left out as
+    unreadable (only with skip_unreadable; one warning says how many) and the training images' files
+    (relative to `root`, in array order)."""
     if cache_dir is None:
         cache_dir = cache.default_cache_dir(root)
     if not isinstance(skip_unreadable, bool):
@@ -496,10 +511,12 @@ def _prepare_files(dataset, files, resolution, root, cache_dir, workers, skip_un
                                                  skip_unreadable=skip_unreadable)
         arrays[split] = (images, labels[kept])
         skipped += [str(paths[i]) for i in np.setdiff1d(np.arange(len(paths)), kept)]
+        if split == "train":
+            names = tuple(Path(paths[i]).relative_to(root).as_posix() for i in kept)
     if skipped:
         warnings.warn(f"left out {len(skipped)} unreadable image(s) under {root} (skip_unreadable), e.g. "
                       f"{skipped[0]}", stacklevel=3)
-    return arrays, tuple(skipped)
+    return arrays, tuple(skipped), names
 
 
 def _no_test_fraction(test_fraction, why: str) -> None:

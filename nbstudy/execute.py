@@ -38,8 +38,8 @@ KERNEL = "python3"
 QUIET_KERNEL = ["--IPKernelApp.log_level=ERROR"]  # not its per-run warning about unencrypted local TCP
 RUNNING = set()  # kernel managers of the runs in progress
 WARNED = set()   # warnings already given
-STAGE_OUTPUTS = {"pretrain": ("backbone.pt", "pretrain_metrics.json"), "train": ("metrics.json", "records.npz"),
-                 "analysis": ()}
+STAGE_OUTPUTS = {"pretrain": ("backbone.pt", "pretrain_metrics.json"),
+                 "train": ("metrics.json", "records.npz", "suspects.csv"), "analysis": ()}
 
 
 def notebook_parameters(notebook: Path) -> tuple:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import csv
 import difflib
 import hashlib
-import inspect
 import io
 import itertools
 import json
@@ -161,14 +160,13 @@ def _checked(where: str, param, key: str, value):
 
 def _check_dataset(section, where) -> dict:
     """The dataset section: the data parameters both stages share, under their study names."""
-    from nbstudy.data import DATASETS
+    from nbstudy.data import DATASETS, accepted_options
 
     ds = _fill(section, {k: REQUIRED if k == "name" else TRAIN_PARAMS[v].default for k, v in DATASET_KEYS.items()},
                where)
     check_name(ds["name"], list(DATASETS), where, "dataset")
     ds = {k: _checked(where, TRAIN_PARAMS[DATASET_KEYS[k]], k, v) for k, v in ds.items()}
-    loader = inspect.signature(DATASETS[ds["name"]]).parameters.values()
-    accepted = [p.name for p in loader if p.kind == p.KEYWORD_ONLY]
+    accepted = accepted_options(ds["name"])
     for option in ds["options"]:
         check_name(option, accepted, f"{where}: options", f"{ds['name']} option")
     return ds
@@ -299,6 +297,9 @@ def expand(study: dict, study_dir, notebooks, where: str = "study") -> list[Run]
     data = {DATASET_KEYS[k]: v for k, v in study["dataset"].items()}
     data_path = None if data["data_path"] is None else str(Path(data["data_path"]).expanduser().resolve())
     common = {"data_path": data_path, "device": study["device"], "torch_compile": study["torch_compile"]}
+    if data["dataset_options"].get("labels") is not None:   # a run's notebook runs elsewhere; names keep the given path
+        labels = str(Path(data["dataset_options"]["labels"]).expanduser().resolve())
+        common["dataset_options"] = {**data["dataset_options"], "labels": labels}
 
     pretrain = {}
     for method, values in study["pretrain"]["methods"].items():

@@ -18,6 +18,9 @@ from PIL import Image
 from nbstudy.cli import main
 from stub_notebooks import write_stubs
 
+# pytest -n: this module's tests share an expensive module fixture, so one worker runs them all
+pytestmark = pytest.mark.xdist_group("bad_input")
+
 STUDY = {"name": "s", "dataset": {"name": "synthetic", "resolution": 32},
          "pretrain": {"methods": ["simclr"], "epochs": 1},
          "train": {"methods": ["ce"], "noise_rates": [0.2, 0.6], "epochs": 1},
@@ -154,6 +157,7 @@ if init != "random":
 load_dataset(dataset, data_path, resolution, **dataset_options)
 (out / "metrics.json").write_text(json.dumps({"final": {"best_acc": 1.0}}))
 (out / "records.npz").write_bytes(b"")
+(out / "suspects.csv").write_text("rank,index\n")
 """
 
 

@@ -72,7 +72,7 @@ def test_study_runs_pretraining_then_training_then_analysis_and_skips_what_is_fi
     study_dir = tmp_path / "out" / "s"
     run = study_dir / table[0]["run"]
     assert sorted(p.name for p in run.iterdir()) == [".lock", "02_train_noisy.ipynb", "metrics.json", "params.yaml",
-                                                     "records.npz", "status.json"]   # .lock: see run_lock
+                                                     "records.npz", "status.json", "suspects.csv"]   # .lock: run_lock
     assert yaml.safe_load((run / "params.yaml").read_text())["output_dir"] == str(run)
     assert json.loads((run / "status.json").read_text())["status"] == "finished"
     out = capsys.readouterr().out

@@ -430,6 +430,11 @@ def test_a_run_records_how_many_unreadable_images_it_left_out(tmp_path, one_torc
                     epochs=1, batch_size=4, val_fraction=0.0, output_dir=str(tmp_path / "run"), progress=False)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["dataset"]["unreadable_skipped"] == 3
+    from nbstudy.lnl import suspects   # each ranked image named by its file, relative to the data folder
+
+    files = suspects.read(tmp_path / "run")["file"].tolist()
+    assert set(files) <= {f"train/{c}/{i}.png" for c in ("benign", "malignant") for i in range(6)} - \
+        {"train/benign/0.png", "train/benign/4.png", "train/malignant/2.png"} and len(files) >= 7
 
 
 @pytest.mark.filterwarnings("ignore:.*has no val split")

@@ -11,6 +11,9 @@ import pytest
 
 from nbstudy.lnl import load_records, train_noisy
 
+# pytest -n: this module's tests share an expensive module fixture, so one worker runs them all
+pytestmark = pytest.mark.xdist_group("lnl_train")
+
 EPOCHS = 14
 NOISY = dict(dataset_options=dict(num_classes=4, per_class=150, test_per_class=250), resolution=32,
              stem="imagenet", noise_kind="symmetric", noise_rate=0.6, epochs=EPOCHS, batch_size=32, lr=1e-3, seed=0,
@@ -57,6 +60,14 @@ def test_lnl_methods_beat_ce_last_and_select_clean_labels(runs, method):
 @pytest.mark.parametrize("method", ["coteaching", "dividemix"])
 def test_lnl_methods_do_not_fit_the_wrong_labels_like_ce(runs, method):
     assert wrong_label_loss(runs[method]) > 1.3 * wrong_label_loss(runs["ce"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", list(OPTIONS))
+def test_the_suspects_list_puts_planted_wrong_labels_first(runs, method):
+    final = runs[method]["final"]
+    assert final["suspects_precision_at_k"] > final["actual_noise_rate"] + 0.2, final   # 45% of labels are wrong
+    assert final["suspects_auc"] > 0.6, final
 
 
 @pytest.mark.slow

@@ -179,6 +179,10 @@ def samples(records: dict, epoch: int) -> dict:
 
     Held-out (validation) samples are NaN in the records and are left out.
     """
+    if "noise_mask" not in records:
+        raise NbstudyError(f"{records['params']['output_dir']} trained on given labels with no planted noise: "
+                           "which labels are wrong is unknown, so there is no right/wrong split to show (its "
+                           "suspects.csv ranks the labels to check)")
     row = record_epoch(records, epoch)
     loss = records["losses"][row]
     seen = np.isfinite(loss)

@@ -35,6 +35,9 @@ class Method:
     table of its method_options (`nbstudy.params.Param`), each checked on its
     own; check_options(options, params) checks them together and fills
     derived values (e.g. Co-teaching's forget rate from the noise).
+    suspicion(ctx) -> (len(train_idx),) float, after the last epoch: how
+    likely each training sample's given label is wrong, higher = more
+    (`nbstudy.lnl.suspects`); by default network A's per-sample loss.
     """
 
     name: str
@@ -48,6 +51,7 @@ class Method:
     train_epoch: Callable
     check_options: Callable = lambda options, params: options
     state: Callable = lambda ctx: {}
+    suspicion: Callable = lambda ctx: ctx.train_losses(0)
 
 
 @dataclass
@@ -66,6 +70,12 @@ class Setup:
     @property
     def noise_mask(self) -> np.ndarray:
         return noise.noise_mask(self.clean_labels, self.noisy_labels)
+
+    @property
+    def mask_known(self) -> bool:
+        """Whether `noise_mask` says which labels are wrong: not for a user's given labels (the `labels`
+        data set option) with no noise planted on them, whose wrong labels nobody knows."""
+        return not (self.dataset.labels_file and self.params["noise_rate"] == 0)
 
     @property
     def actual_noise_rate(self) -> float:

@@ -166,6 +166,11 @@ def train_epoch(ctx, epoch: int, st: dict) -> dict:
             "selection": probs[0].astype(np.float32)}
 
 
+def suspicion(ctx) -> np.ndarray:
+    """1 - the clean probability of network A's final normalised losses (its co-divide step, once more)."""
+    return 1.0 - clean_probability(normalize_losses(ctx.train_losses(0)), ctx.seed)
+
+
 def _warmup(ctx, k: int, epoch: int) -> float:
     """Plain CE on every sample (batch twice the training batch, as in the reference)."""
     net, opt = ctx.nets[k], ctx.optimizers[k]
@@ -228,4 +233,4 @@ def _train(ctx, k: int, labelled: np.ndarray, prob: np.ndarray, epoch: int) -> f
 
 METHOD = Method(name="dividemix", networks=2, reported="ensemble", lr=0.02, batch_size=64, options=OPTIONS,
                 optimizers=sgd, schedule=step_schedule, train_epoch=train_epoch, check_options=check_options,
-                state=state)
+                state=state, suspicion=suspicion)

@@ -33,7 +33,7 @@ from nbstudy.checkpoint import load_backbone, load_checkpoint
 from nbstudy.data import load_dataset
 from nbstudy.errors import NbstudyError
 from nbstudy.evaluate import classification_metrics
-from nbstudy.lnl import records
+from nbstudy.lnl import records, suspects
 from nbstudy.lnl.base import Context, Setup
 from nbstudy.lnl.params import RUN_ONLY, resolve
 from nbstudy.lnl.registry import METHODS
@@ -76,7 +76,8 @@ def train(setup: Setup) -> dict:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise NbstudyError(f"output_dir {out} cannot be created ({exc.strerror}): choose a writable folder") from None
-    resume.remove_stale_temps(out, (CHECKPOINT_FILE, records.METRICS_FILE, records.RECORDS_FILE, records.PARAMS_FILE))
+    resume.remove_stale_temps(out, (CHECKPOINT_FILE, records.METRICS_FILE, records.RECORDS_FILE, records.PARAMS_FILE,
+                                    suspects.SUSPECTS_FILE))
     ckpt_path = out / CHECKPOINT_FILE
     labels = hashlib.sha256(setup.noisy_labels.tobytes() + setup.train_idx.tobytes()).hexdigest()
     key = resume.run_key(p, RUN_ONLY, labels_sha256=labels)
@@ -113,7 +114,7 @@ def train(setup: Setup) -> dict:
                                "lower lr, or check the images and labels for bad values")
         row = {"epoch": epoch, "train_loss": res["loss"], "lr": lr, **evaluate(ctx, setup)}
         sel = {"precision": None, "recall": None, "auc": None}
-        if res.get("selected") is not None:
+        if res.get("selected") is not None and setup.mask_known:
             sel = records.selection_metrics(res["selected"], res["score"], mask)
         row.update(selection_precision=sel["precision"], selection_recall=sel["recall"], selection_auc=sel["auc"])
         if epoch % p["record_every"] == 0 or epoch == p["epochs"]:
@@ -132,6 +133,7 @@ def train(setup: Setup) -> dict:
                               host_rng=ctx.rng.bit_generator.state, run=state)
 
     final = records.summarize(state["history"], method.reported, setup.actual_noise_rate, state["train_time_s"])
+    final.update(_write_suspects(out, setup, ctx))
     state["filters_final"] = first_layer_filters(ctx.nets[0].backbone).numpy()
     records.write_run(out, setup, ctx, state, final)
     if not p["keep_checkpoint"]:
@@ -177,6 +179,17 @@ def evaluate(ctx: Context, setup: Setup) -> dict:
     row.update(test_acc=m["acc"], test_balanced_acc=m["balanced_acc"], test_macro_f1=m["macro_f1"])
     row["val_acc"] = acc(pick(val), setup.noisy_labels[setup.val_idx]) if val else None
     return row
+
+
+def _write_suspects(out: Path, setup: Setup, ctx: Context) -> dict:
+    """suspects.csv (`nbstudy.lnl.suspects`) and how well its ranking finds the wrong labels."""
+    idx, ds = setup.train_idx, setup.dataset
+    suspicion = np.asarray(setup.method.suspicion(ctx), dtype=np.float64)
+    logits = [ctx.logits(net, indices=idx) for net in ctx.nets]
+    predicted = (logits[0] if setup.method.reported == "A" else sum(logits)).argmax(1).numpy()
+    wrong = setup.noise_mask[idx] if setup.mask_known else None
+    suspects.write(out, idx, suspicion, setup.noisy_labels[idx], predicted, ds.class_names, ds.train_files, wrong)
+    return suspects.scores(suspicion, np.zeros(len(idx), bool) if wrong is None else wrong)
 
 
 def _refuse_other_finished_run(out: Path, key: dict) -> None:
