@@ -318,6 +318,8 @@ def load_medmnist(data_path, resolution, seed, cache_dir, *, npz_path=None, flag
     if not present:
         raise NbstudyError(f"{path} has neither train_images/train_labels nor test_images/test_labels arrays "
                            f"(found: {', '.join(sorted(members))}): it is not a MedMNIST-format .npz")
+    if len(present) == 2 and test_fraction is not None:   # before any cache is built
+        _no_test_fraction(test_fraction, f"{path} already has train and test splits")
     if len(present) == 1 and test_fraction is None:
         missing = "test" if present == ["train"] else "train"
         raise NbstudyError(f"{path} has no {missing}_images/{missing}_labels arrays (found: "

@@ -465,7 +465,8 @@ def test_subsample_works_for_every_source_and_test_fraction_where_a_source_has_o
                ("covid_qu_ex", str(tiny_covid_tree), "official Test split")]
     for name, data_path, why in refused:
         with pytest.raises(NbstudyError, match=f"test_fraction does not apply: .*{why}.*; drop the option"):
-            load_dataset(name, data_path, test_fraction=0.2)
+            load_dataset(name, data_path, test_fraction=0.2, cache_dir=str(tmp_path / "c"))
+    assert not (MINI.parent / ".nbstudy_cache").exists()
     for name in DATASETS:
         options = inspect.signature(DATASETS[name]).parameters
         assert "subsample" in options and "test_fraction" in options, name
