@@ -306,48 +306,51 @@ def compare_figure(runs: list, upto: int | None = None) -> Figure:
 
 def story(runs: list) -> str:
     """A few sentences on what each run did (peak, fall, wrong labels fitted) and, for two or more runs at the
-    same noise, how the last ones differ from the first. Every number is taken from the runs."""
-    lines = [_one_story(r) for r in runs if r.history]
+    same noise, how the last ones differ from the first. Every number is taken from the runs; accuracies in
+    percent with one decimal, differences in percentage points."""
     done = [r for r in runs if r.history]
-    base = done[0] if done else None
+    lines = [_one_story(r) for r in done]
     for other in done[1:]:
+        base = done[0]
         if (other.params["noise_kind"], other.params["noise_rate"]) != (base.params["noise_kind"],
                                                                         base.params["noise_rate"]):
             continue
-        diff = other.history[-1]["test_acc"] - base.history[-1]["test_acc"]
-        best_diff = other.best()["test_acc"] - base.best()["test_acc"]
-        lines.append(f"{other.label} against {base.label}, same noise: LAST test accuracy {_points(diff)} "
-                     f"({other.history[-1]['test_acc']:.2f} vs {base.history[-1]['test_acc']:.2f}), "
-                     f"BEST {_points(best_diff)}.")
+        a, b = base.history[-1]["test_acc"], other.history[-1]["test_acc"]
+        lines.append(f"{other.label} against {base.label}, same noise: LAST test accuracy {_points(b - a)} "
+                     f"({_pct(b)} vs {_pct(a)}), BEST {_points(other.best()['test_acc'] - base.best()['test_acc'])}.")
     return "\n".join(lines) if lines else "No run has finished an epoch yet."
 
 
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
 def _points(diff: float) -> str:
-    pts = round(100 * diff)
-    return "the same" if pts == 0 else f"{abs(pts)} point{'s' if abs(pts) != 1 else ''} {'higher' if pts > 0 else 'lower'}"
+    pts = round(100 * diff, 1)
+    return "the same" if pts == 0 else f"{abs(pts):.1f} points {'higher' if pts > 0 else 'lower'}"
 
 
 def _one_story(run: Run) -> str:
     best, last = run.best(), run.history[-1]
     at_best = run.history[best["epoch"] - 1]
-    fall = round(100 * (best["test_acc"] - last["test_acc"]))
+    fall = round(100 * (best["test_acc"] - last["test_acc"]), 1)
     head = f"{run.label} ({run.params['noise_kind']} noise {run.params['noise_rate']:g}, " \
            f"{run.actual_noise_rate:.0%} of labels wrong)"
     if run.stopped:
         head += f", stopped after epoch {last['epoch']} of {run.params['epochs']}"
     if fall > 0:
-        text = (f"{head}: test accuracy peaked at {best['test_acc']:.2f} at epoch {best['epoch']} and fell "
-                f"{fall} point{'s' if fall != 1 else ''} to {last['test_acc']:.2f} by epoch {last['epoch']}, while "
-                f"training accuracy on the given labels went from {at_best['train_acc_given']:.2f} to "
-                f"{last['train_acc_given']:.2f}")
+        text = (f"{head}: test accuracy peaked at {_pct(best['test_acc'])} at epoch {best['epoch']} and fell "
+                f"{fall:.1f} points to {_pct(last['test_acc'])} by epoch {last['epoch']}, while training accuracy "
+                f"on the given labels went from {_pct(at_best['train_acc_given'])} to "
+                f"{_pct(last['train_acc_given'])}")
     elif best["epoch"] == last["epoch"]:
-        text = (f"{head}: test accuracy was still at its best at the last epoch, {last['test_acc']:.2f} "
+        text = (f"{head}: test accuracy was still at its best at the last epoch, {_pct(last['test_acc'])} "
                 f"(epoch {last['epoch']}); training accuracy on the given labels reached "
-                f"{last['train_acc_given']:.2f}")
+                f"{_pct(last['train_acc_given'])}")
     else:
-        text = (f"{head}: test accuracy ended level with its best, {last['test_acc']:.2f} (first reached at epoch "
-                f"{best['epoch']}); training accuracy on the given labels went from "
-                f"{at_best['train_acc_given']:.2f} to {last['train_acc_given']:.2f}")
+        text = (f"{head}: test accuracy ended level with its best, {_pct(last['test_acc'])} (first reached at "
+                f"epoch {best['epoch']}); training accuracy on the given labels went from "
+                f"{_pct(at_best['train_acc_given'])} to {_pct(last['train_acc_given'])}")
     if last["wrong_fitted"] is None:
         return text + "; there were no wrong labels to fit."
     k = len(run.class_names)

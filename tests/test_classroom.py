@@ -63,8 +63,8 @@ def test_ce_at_noise_06_fits_the_wrong_labels_while_test_accuracy_falls(one_torc
     assert last["wrong_fitted"] > at_best["wrong_fitted"]                                 # ... the wrong ones too
     assert len(set(frames)) == 12   # one figure, redrawn with every epoch
     text = classroom.story([run])
-    fall = round(100 * (best["test_acc"] - last["test_acc"]))
-    assert f"peaked at {best['test_acc']:.2f} at epoch {best['epoch']} and fell {fall} points" in text
+    fall = 100 * (best["test_acc"] - last["test_acc"])
+    assert f"peaked at {100 * best['test_acc']:.1f}% at epoch {best['epoch']} and fell {fall:.1f} points" in text
 
 
 @pytest.mark.slow
@@ -98,7 +98,7 @@ def test_the_lesson_runs_under_papermill_and_states_what_its_runs_did(tmp_path, 
     assert len(list(out.glob("pretrain_rotation_*/backbone.pt"))) == 1
     closing = "".join(o.get("text", "") for o in nbformat.read(executed, as_version=4).cells[-1].outputs)
     best = max(live["history"], key=lambda h: h["test_acc"])
-    assert f"{best['test_acc']:.2f}" in closing and "against ce, random init, same noise" in closing
+    assert f"{100 * best['test_acc']:.1f}%" in closing and "against ce, random init, same noise" in closing
 
 
 @pytest.fixture
