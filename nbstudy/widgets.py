@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from nbstudy import figures
 from nbstudy.analysis import plots
 from nbstudy.analysis import runs as R
+from nbstudy.analysis import suspects as S
 from nbstudy.errors import NbstudyError
 
 EXPLORER_KINDS = ("symmetric", "symmetric_exclusive", "pairflip")  # the kinds that need no mapping or matrix
@@ -201,3 +202,32 @@ def noise_explorer(dataset, interactive: bool = False, rates=(0.5,), kinds=("sym
                                                      continuous_update=False)})
     return Figures((_drawn(f"noise_{kind}_{rate:g}", R.noise_example(dataset, rate, kind, seed), draw)
                     for kind in kinds for rate in rates), folder)
+
+
+def suspects_explorer(study: R.Study, interactive: bool = False, folder=None, baseline: bool = True,
+                      precision: dict | None = None):
+    """The labels each run suspects most, and how many of them are planted wrong (precision@k) beside cleanlab's
+    ranking on the same labels. Interactive: one run (method, init, noise, seed) paged 16 images at a time.
+    Static: precision@k at the highest noise rate (`precision`, if already computed by
+    `analysis.suspects.precision_at_k`), then the first page of each method x init there, saved to `folder`
+    when shown."""
+    data = R.study_dataset(study)   # loaded once: every page and the baseline need its images
+    if interactive:
+        g = R.grid_defaults(study)
+
+        def draw(page, **v):
+            return plots.suspects_grid(S.top_suspects(study, page=page - 1, dataset=data, **v), study.synthetic)
+
+        return FigureView(draw, {"method": _dropdown(study, "method"), "init": _dropdown(study, "init"),
+                                 "noise_rate": _dropdown(study, "noise_rate", g["noise_rate"]),
+                                 "noise_kind": _dropdown(study, "noise_kind"), "seed": _dropdown(study, "seed"),
+                                 "page": W.BoundedIntText(value=1, min=1, max=10_000, description="page")})
+    if precision is None:
+        precision = S.precision_at_k(study, baseline=baseline, dataset=data)
+    drawn = [_drawn("precision_at_k", precision, lambda d: plots.precision_at_k_figure(d, study.synthetic))]
+    for method in study.choices("method"):
+        for init in study.choices("init"):
+            page = S.top_suspects(study, method, init, dataset=data)
+            without_pixels = {k: v for k, v in page.items() if k != "images"}   # the saved numbers: ranks, labels
+            drawn.append((f"suspects_{method}_{init}", without_pixels, plots.suspects_grid(page, study.synthetic)))
+    return Figures(drawn, folder)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nbstudy.lnl import suspects
 from nbstudy.lnl.records import selection_metrics, summarize, write_records
 from nbstudy.noise import corrupt_labels, noise_mask
 
@@ -86,3 +87,6 @@ def _write_run(folder, study, init, method, kind, rate, seed, epochs, n_train, n
               "selection": np.stack(selection), "filters_initial": filters.astype(np.float32),
               "filters_final": final.astype(np.float32)}
     write_records(folder, metrics, arrays)
+    # the suspects a run of the method would list: its last losses rank the labels; it predicts the true class
+    suspects.write(folder, train_idx, losses[-1][train_idx], noisy_labels[train_idx], clean[train_idx], CLASSES,
+                   wrong=wrong[train_idx])

@@ -3,7 +3,9 @@
 600 training images of 4 classes (0.6 x 3/4 = 45% wrong labels), 1000 clean test images, 14
 epochs, one torch thread (results repeat exactly). Measured on this 2-core CPU: CE BEST 0.546,
 LAST 0.526 (it learns, then fits the wrong labels); Co-teaching 0.585 and DivideMix 0.567 LAST;
-their selections are cleaner than the data. About 5 minutes, most of it DivideMix.
+their selections are cleaner than the data. Their suspects lists (k = 54, 10% of the training samples)
+hold 81.5% (CE), 90.7% (Co-teaching), 85.2% (DivideMix) wrong labels against 43.2% in the data,
+ROC-AUC 0.77 / 0.83 / 0.79. About 5 minutes, most of it DivideMix.
 """
 
 import numpy as np

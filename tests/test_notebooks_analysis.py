@@ -23,7 +23,7 @@ pytestmark = pytest.mark.xdist_group("notebooks_analysis")
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 ANALYSIS = {"10_filters": "filters", "11_loss_distributions": "loss_distributions", "12_separation": "separation",
-            "13_results": "results", "14_data_noise": "data_noise"}  # notebook: its entry in a study file
+            "13_results": "results", "14_data_noise": "data_noise", "15_suspects": "suspects"}  # notebook: entry
 INITS, METHODS, RATES = ["random", "simclr"], ["ce", "coteaching", "dividemix"], [0.8, 0.4]  # highest rate first
 SAVED = {
     "10_filters": [f"filters_symmetric_{r}" for r in RATES],
@@ -32,7 +32,10 @@ SAVED = {
     + [f"threshold_{m}" for m in METHODS],
     "13_results": ["accuracy_symmetric"],
     "14_data_noise": ["samples", "measured_noise", "noise_symmetric_0.4", "noise_symmetric_0.8"],
+    "15_suspects": ["precision_at_k"] + [f"suspects_{m}_{i}" for m in METHODS for i in INITS],
 }
+# the fake study has no backbone.pt to embed with: cleanlab's baseline is tested on real runs (test_label_issues)
+EXTRA = {"15_suspects": {"baseline": False}}
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +76,8 @@ def executed(study_dir, tmp_path_factory):
     def run(name):
         try:
             papermill.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(out / f"{name}.ipynb"),
-                                       parameters={"study_dir": str(study_dir)}, kernel_name="python3",
+                                       parameters={"study_dir": str(study_dir), **EXTRA.get(name, {})},
+                                       kernel_name="python3",
                                        progress_bar=False, cwd=str(out), execution_timeout=120)
             return nbformat.read(out / f"{name}.ipynb", as_version=4)
         except Exception as e:  # reported by that notebook's test
@@ -191,3 +195,21 @@ def test_noise_figures_hold_the_measured_and_modelled_transitions(name, saved, s
         assert np.allclose(data["model"], noise.transition_matrix(dataset.num_classes, rate, "symmetric"))
         assert np.allclose(data["measured"], noise.empirical_transition(dataset.train_labels, expected,
                                                                         dataset.num_classes), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["15_suspects"])
+def test_suspects_figures_hold_each_runs_ranking_scored_on_its_planted_noise(name, saved, executed, study):
+    from nbstudy.lnl import suspects
+
+    table = saved["precision_at_k"]["summary"]   # a DataFrame saved as {column: values}
+    summary = {(r, i): {"precision_at_k": p} for r, i, p in zip(table["ranker"], table["init"], table["precision_at_k"])}
+    assert saved["precision_at_k"]["noise_rate"] == 0.8 and set(summary) == {(m, i) for m in METHODS for i in INITS}
+    for (method, init), row in summary.items():
+        run = runs.find_run(study, method=method, init=init, noise_rate=0.8)
+        table = suspects.read(run["run_dir"])
+        scored = suspects.scores(table["suspicion"].to_numpy(), table["wrong_label"].to_numpy(bool))
+        assert row["precision_at_k"] == scored["suspects_precision_at_k"]
+        page = saved[f"suspects_{method}_{init}"]["rows"]
+        assert page["index"] == table["index"][:16].tolist() and page["rank"] == list(range(1, 17))
+    text = "".join(o.get("text", "") for c in executed[name].cells if c.cell_type == "code" for o in c.outputs)
+    assert "of the training labels are wrong. Among the 20 most suspect labels" in text

@@ -171,3 +171,16 @@ def test_what_the_docs_show_displays_as_a_picture_in_a_plain_ipython_shell(study
         mimes = [set(out.data) for out in shown.outputs]
         assert mimes and all("image/png" in m for m in mimes), mimes
         assert "<Figure size" not in shown.stdout
+
+
+def test_suspects_explorer_pages_through_a_runs_suspects(study):
+    view = widgets.suspects_explorer(study, interactive=True)
+    first = view.figure._suptitle.get_text()
+    assert "page 1 of 13" in first and "ce from random init, symmetric noise 0.8" in first
+    view.controls["page"].value = 2
+    assert "page 2 of 13" in view.figure._suptitle.get_text()
+    view.controls["page"].value = 14    # past the last page: the message, the last figure kept
+    assert "page 13 does not exist" in view.message.value and "page 2 of 13" in view.figure._suptitle.get_text()
+    static = widgets.suspects_explorer(study, baseline=False)
+    assert static.names == ["precision_at_k", "suspects_ce_random", "suspects_ce_simclr", "suspects_dividemix_random",
+                            "suspects_dividemix_simclr"]

@@ -279,3 +279,53 @@ def noise_figure(dataset, example: dict, per_class: int = 6) -> Figure:
     fig.suptitle(titled(f"{kind} noise at rate {rate:g} (seed {example['seed']})", dataset.synthetic) + note,
                  color=NOISY_COLOR if warning else "black")
     return fig
+
+
+# ---- suspect labels ------------------------------------------------------------------
+
+def precision_at_k_figure(data: dict, synthetic: bool = False) -> Figure:
+    """Columns: inits. precision@k of each method's suspects ranking and of cleanlab's (dashed) against k, with
+    the wrong-label fraction (a random ranking) and the k of results.csv marked. `data`:
+    `analysis.suspects.precision_at_k`."""
+    curves = data["curves"]
+    inits = list(dict.fromkeys(curves["init"]))
+    fig = Figure(figsize=(4.2 * len(inits), 3.4), layout="constrained")
+    axes = fig.subplots(1, len(inits), squeeze=False, sharey=True)[0]
+    for ax, init in zip(axes, inits):
+        for ranker, curve in curves[curves.init == init].groupby("ranker", sort=False):
+            ax.plot(curve["k"], 100 * curve["precision"], label=ranker, ls="--" if ranker == "cleanlab" else "-")
+        ax.axhline(100 * data["wrong_fraction"], color="grey", lw=0.8, ls=":", label="random ranking")
+        if data["k_mark"]:
+            ax.axvline(data["k_mark"], color="grey", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_title(f"init: {init}")
+        ax.set_xlabel("k (most suspect training samples)")
+        ax.set_ylabel("precision@k (% wrong labels)")
+        ax.set_ylim(0, 102)
+    axes[-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1, 1))
+    fig.suptitle(titled(f"How many of the k most suspect labels are wrong ({_describe(data)})", synthetic))
+    return fig
+
+
+def suspects_grid(data: dict, synthetic: bool = False, columns: int = 8) -> Figure:
+    """One page of a run's most suspect images, each captioned rank, given -> predicted label, red when the
+    given label is known to be wrong. `data`: `analysis.suspects.top_suspects`."""
+    rows = data["rows"]
+    lines = max(1, -(-len(rows) // columns))
+    fig = Figure(figsize=(1.25 * columns, 1.45 * lines + 0.7), layout="constrained")
+    axes = fig.subplots(lines, columns, squeeze=False).ravel()
+    for ax in axes:
+        ax.set_axis_off()
+    for ax, (_, row), image in zip(axes, rows.iterrows(), data["images"]):
+        ax.imshow(image)
+        color = NOISY_COLOR if str(row["wrong_label"]).lower() == "true" else "black"
+        ax.set_title(f"#{row['rank']} {_short(row['given_class'])}\n-> {_short(row['predicted_class'])}",
+                     fontsize=7, color=color)
+    fig.suptitle(titled(f"{data['method']} from {data['init']} init, {_describe(data)}: most suspect labels, page "
+                        f"{data['page'] + 1} of {data['pages']} (given -> predicted; red: planted wrong)", synthetic),
+                 fontsize=9)
+    return fig
+
+
+def _short(name: str, width: int = 14) -> str:
+    return name if len(name) <= width else name[:width - 1] + "…"

@@ -1,0 +1,95 @@
+"""Suspect labels across a study: each run's `suspects.csv` ranking, cleanlab's on the same labels, top-k.
+
+Plain data for `nbstudy.analysis.plots` and the suspects notebook: precision@k
+curves (share of the k most suspect training samples whose label was planted
+wrong) per method x init, beside cleanlab's ranking from a frozen backbone of
+each init (`nbstudy.lnl.label_issues`), and pages of the most suspect images.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pandas as pd
+
+from nbstudy.analysis import runs as R
+from nbstudy.errors import NbstudyError
+from nbstudy.lnl import label_issues, suspects
+
+
+@functools.lru_cache(maxsize=32)
+def _table(run_dir: str) -> pd.DataFrame:
+    return suspects.read(run_dir)
+
+
+def precision_curve(wrong_ranked: np.ndarray) -> np.ndarray:
+    """(N,) precision@k for k = 1..N of a ranking, given its wrong-label flags (N,) bool, most suspect first."""
+    wrong_ranked = np.asarray(wrong_ranked, dtype=float)
+    return np.cumsum(wrong_ranked) / np.arange(1, len(wrong_ranked) + 1)
+
+
+def precision_at_k(study: R.Study, noise_rate=None, noise_kind=None, seed=None, baseline: bool = True,
+                   dataset=None) -> dict:
+    """precision@k of every run at one noise setting (default: the highest rate) and, with `baseline`, of
+    cleanlab on the same labels for each init. Returns {noise_rate, noise_kind, seed, wrong_fraction, k_mark
+    (the k of results.csv's precision@k), curves: DataFrame (ranker, init, k, precision), summary: DataFrame
+    (ranker, init, precision_at_k, auc)}. Errors: runs whose wrong labels are unknown (given labels, no
+    planted noise) or that predate suspects.csv."""
+    g = R.grid_defaults(study, noise_rate, noise_kind, seed)
+    curves, summary, wrong_fraction, k_mark = [], [], None, None
+    for _, run in R.select(study, **g).iterrows():
+        try:
+            table = _table(run["run_dir"])
+        except FileNotFoundError:
+            raise NbstudyError(f"{run['run_dir']} has no suspects.csv (a run of an older nbstudy): run the study "
+                               "again to redo it") from None
+        if table["wrong_label"].isna().all():
+            raise NbstudyError(f"{run['run']} trained on given labels with no planted noise: which labels are wrong "
+                               "is unknown, so precision@k cannot be measured; its suspects.csv is the list to check")
+        wrong = table["wrong_label"].astype(bool).to_numpy()
+        wrong_fraction, k_mark = float(wrong.mean()), suspects.scores(table["suspicion"].to_numpy(), wrong)["suspects_k"]
+        curves.append(_curve(run["method"], run["init"], wrong))
+        summary.append({"ranker": run["method"], "init": run["init"], **_summary(table["suspicion"].to_numpy(),
+                                                                                  wrong)})
+    if baseline:
+        data = dataset if dataset is not None else R.study_dataset(study)
+        for init in study.choices("init"):
+            found = R.select(study, init=init, **g)
+            if found.empty:
+                continue
+            records = R.read_run(found.iloc[0]["run_dir"])
+            result = label_issues.baseline_for_run(records, data)
+            wrong = records["noise_mask"][records["train_indices"]]
+            curves.append(_curve("cleanlab", init, wrong[suspects.ranking(result["suspicion"])]))
+            summary.append({"ranker": "cleanlab", "init": init, **_summary(result["suspicion"], wrong)})
+    return {**g, "wrong_fraction": wrong_fraction, "k_mark": k_mark,
+            "curves": pd.concat(curves, ignore_index=True), "summary": pd.DataFrame(summary)}
+
+
+def _curve(ranker: str, init: str, wrong_ranked) -> pd.DataFrame:
+    precision = precision_curve(wrong_ranked)
+    return pd.DataFrame({"ranker": ranker, "init": init, "k": np.arange(1, len(precision) + 1),
+                         "precision": precision})
+
+
+def _summary(suspicion, wrong) -> dict:
+    s = suspects.scores(suspicion, wrong)
+    return {"precision_at_k": s["suspects_precision_at_k"], "auc": s["suspects_auc"]}
+
+
+def top_suspects(study: R.Study, method: str, init: str, noise_rate=None, noise_kind=None, seed=None,
+                 page: int = 0, per_page: int = 16, dataset=None) -> dict:
+    """One page of a run's most suspect training samples: {run, page, pages, rows: DataFrame (suspects.csv
+    columns), images: (n, H, W, 3) uint8, class_names}."""
+    g = R.grid_defaults(study, noise_rate, noise_kind, seed)
+    run = R.find_run(study, method=method, init=init, **g)
+    table = _table(run["run_dir"])
+    pages = max(1, -(-len(table) // per_page))
+    if not 0 <= page < pages:
+        raise NbstudyError(f"page {page} does not exist: {run['run']} has pages 0..{pages - 1} of {per_page}")
+    rows = table.iloc[page * per_page:(page + 1) * per_page].reset_index(drop=True)
+    data = dataset if dataset is not None else R.study_dataset(study)
+    return {"run": run["run"], "method": method, "init": init, **g, "page": page, "pages": pages,
+            "rows": rows, "images": np.asarray(data.train_images[rows["index"].to_numpy()]),
+            "class_names": list(data.class_names)}
