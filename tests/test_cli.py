@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from nbstudy import figures
 from nbstudy.cli import main
 from nbstudy.execute import one_line
 from nbstudy.executors import local_executor
@@ -228,8 +229,13 @@ def test_smoke_study_through_the_real_notebooks(tmp_path):
     assert {(r["init"], r["method"]) for r in table} == {(i, m) for i in ("random", "rotation")
                                                          for m in ("ce", "coteaching", "dividemix")}
     for column in ("best_acc", "last_acc", "val_pick_acc", "best_balanced_acc", "best_macro_f1",
-                   "actual_noise_rate", "selection_precision", "selection_recall"):
+                   "actual_noise_rate", "selection_precision", "selection_recall", "suspects_precision_at_k"):
         assert all(r["status"] == "finished" for r in table) and column in table[0]
+    # the suspects notebook compared each run's ranking with cleanlab's, embedding with random and rotation weights
+    summary = figures.load(out / "smoke" / "analysis" / "suspects", "precision_at_k")["summary"]
+    assert sorted(zip(summary["ranker"], summary["init"])) == sorted(
+        [(m, i) for m in ("ce", "coteaching", "dividemix", "cleanlab") for i in ("random", "rotation")])
+    assert all(0 <= p <= 1 for p in summary["precision_at_k"])
     statuses = sorted(out.glob("smoke/*/*/status.json"))
     stamps = [p.stat().st_mtime_ns for p in statuses]
     start = time.time()
