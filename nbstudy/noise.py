@@ -10,6 +10,13 @@ exactly its definition in the spec:
 - ``pairflip``: with prob. r, class i -> i + 1 (mod K).
 - ``asymmetric``: with prob. r, class i -> mapping[i] (mapping given by the user).
 - ``matrix``: a user-given T.
+- ``instance``: instance-dependent noise, the generator of Xia et al. (NeurIPS 2020,
+  "Part-dependent label noise", their `get_instance_noisy_label`): each sample i has
+  its own flip rate q_i ~ N(r, 0.1) truncated to [0, 1], and its wrong label is drawn
+  from softmax(x_i W_y) over the other classes, x_i the image (pooled to at most
+  32 x 32 px, flattened, unit norm), W ~ N(0, 1) a (K, D, K) projection. Which wrong
+  label an image gets depends on the image; its row of T is its own
+  (`instance_transitions`). The fraction of wrong labels is about r.
 
 Sampling uses numpy's PCG64 generator, so the same arguments give the same
 labels on any machine.
@@ -23,7 +30,8 @@ import numpy as np
 
 from nbstudy.errors import NbstudyError
 
-KINDS = ("symmetric", "symmetric_exclusive", "pairflip", "asymmetric", "matrix")
+KINDS = ("symmetric", "symmetric_exclusive", "pairflip", "asymmetric", "matrix", "instance")
+INSTANCE_SIDE = 32   # instance noise looks at the image pooled to at most this side (Xia et al. use CIFAR's 32 px)
 
 
 def transition_matrix(num_classes: int, rate: float, kind: str = "symmetric", mapping=None, matrix=None) -> np.ndarray:
@@ -35,6 +43,9 @@ def transition_matrix(num_classes: int, rate: float, kind: str = "symmetric", ma
         raise NbstudyError(f"unknown noise kind {kind!r}: use one of {', '.join(KINDS)}")
     if kind == "matrix":
         return check_matrix(matrix, k)
+    if kind == "instance":
+        raise NbstudyError("instance noise has no single transition matrix (each image has its own row): use "
+                           "instance_transitions, or measure it with empirical_transition")
     if not (0.0 <= float(rate) <= 1.0):
         raise NbstudyError(f"noise rate {rate} is outside [0, 1]: give a fraction such as 0.6")
     r = float(rate)
@@ -97,8 +108,9 @@ def check_matrix(matrix, k: int | None = None) -> np.ndarray:
 
 
 def corrupt_labels(labels, num_classes: int, rate: float, kind: str = "symmetric", seed: int = 0,
-                   mapping=None, matrix=None) -> np.ndarray:
-    """Return a new int64 array of noisy labels; `labels` is left untouched."""
+                   mapping=None, matrix=None, images=None) -> np.ndarray:
+    """Return a new int64 array of noisy labels; `labels` is left untouched. `images` (N, H, W, C) uint8:
+    the training images, needed by kind 'instance' only."""
     y = np.asarray(labels)
     if y.ndim != 1:
         y = y.reshape(-1)
@@ -106,13 +118,57 @@ def corrupt_labels(labels, num_classes: int, rate: float, kind: str = "symmetric
     k = int(num_classes)
     if y.size and (y.min() < 0 or y.max() >= k):
         raise NbstudyError(f"labels must lie in 0..{k - 1}, found {y.min()}..{y.max()}: check num_classes")
-    t = transition_matrix(k, rate, kind, mapping=mapping, matrix=matrix)
-    rng = np.random.default_rng(seed)
-    u = rng.random(y.size)
-    cum = np.cumsum(t, axis=1)
+    if kind == "instance":
+        if images is None:
+            raise NbstudyError("noise_kind 'instance' needs the images: pass images= (the training images)")
+        rows = instance_transitions(images, y, k, rate, seed)
+        u = np.random.default_rng([seed, 1]).random(y.size)
+    else:
+        rows = transition_matrix(k, rate, kind, mapping=mapping, matrix=matrix)[y]
+        u = np.random.default_rng(seed).random(y.size)
+    cum = np.cumsum(rows, axis=1)
     cum[:, -1] = 1.0  # guard against rounding leaving u > last cumulative value
-    noisy = (u[:, None] >= cum[y]).sum(axis=1)
+    noisy = (u[:, None] >= cum).sum(axis=1)
     return noisy.astype(np.int64)
+
+
+def instance_transitions(images, labels, num_classes: int, rate: float, seed: int = 0) -> np.ndarray:
+    """(N, K) per-sample transition rows of instance-dependent noise (the module docstring, Xia et al. 2020).
+
+    images: (N, H, W, C) uint8; labels: (N,) in 0..K-1. Same arguments, same rows."""
+    from scipy.stats import truncnorm
+
+    if not 0 <= rate <= 1:
+        raise NbstudyError(f"noise rate must be in [0, 1], got {rate}")
+    y = np.asarray(labels, dtype=np.int64).reshape(-1)
+    x = _instance_features(np.asarray(images))
+    k, rng = int(num_classes), np.random.default_rng(seed)
+    q = (truncnorm.rvs(-rate / 0.1, (1 - rate) / 0.1, loc=rate, scale=0.1, size=len(y), random_state=rng)
+         if 0 < rate < 1 else np.full(len(y), float(rate)))
+    w = rng.standard_normal((k, x.shape[1], k)).astype(np.float32)
+    rows = np.empty((len(y), k))
+    for c in range(k):   # one matrix product per true class
+        members = np.flatnonzero(y == c)
+        logits = (x[members] @ w[c]).astype(np.float64)
+        logits[:, c] = -np.inf
+        share = np.exp(logits - logits.max(axis=1, keepdims=True))
+        rows[members] = q[members, None] * share / share.sum(axis=1, keepdims=True)
+        rows[members, c] = 1 - q[members]
+    return rows
+
+
+def _instance_features(images: np.ndarray) -> np.ndarray:
+    """Images (N, H, W, C) -> (N, D) float32: average-pooled to at most INSTANCE_SIDE px a side, flattened,
+    scaled to unit norm (so the logits x W have unit variance whatever the size)."""
+    n, h, w = images.shape[:3]
+    f = max(1, -(-max(h, w) // INSTANCE_SIDE))
+    out = []
+    for start in range(0, n, 1024):   # in blocks: a memory-mapped set need not fit in memory as floats
+        block = images[start:start + 1024].astype(np.float32) / 255
+        block = block[:, :h - h % f, :w - w % f].reshape(len(block), h // f, f, w // f, f, -1).mean(axis=(2, 4))
+        block = block.reshape(len(block), -1)
+        out.append(block / np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12))
+    return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
 
 
 def expected_noise_rate(clean, num_classes: int, rate: float, kind: str = "symmetric", **options) -> float:
@@ -122,6 +178,8 @@ def expected_noise_rate(clean, num_classes: int, rate: float, kind: str = "symme
     about r (K - 1) / K of the labels wrong. This is what a method told "the noise rate" (such as
     Co-teaching's forget rate) should be told; it needs no knowledge of which labels were hit.
     """
+    if kind == "instance":   # each sample flips with its own q_i, of mean about `rate`
+        return float(rate)
     t = transition_matrix(num_classes, rate, kind, **options)
     prior = np.bincount(np.asarray(clean).reshape(-1), minlength=int(num_classes)) / max(1, np.asarray(clean).size)
     return float(1.0 - prior @ np.diag(t))

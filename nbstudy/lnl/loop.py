@@ -54,7 +54,7 @@ def prepare(params: dict | None = None, **kwargs) -> Setup:
         _check_init_data(p)
     clean = np.asarray(ds.train_labels, dtype=np.int64)
     noisy = noise.corrupt_labels(clean, ds.num_classes, p["noise_rate"], p["noise_kind"], seed=p["seed"],
-                                 **p["noise_options"])
+                                 images=ds.train_images, **p["noise_options"])
     expected = noise.expected_noise_rate(clean, ds.num_classes, p["noise_rate"], p["noise_kind"], **p["noise_options"])
     options = method.check_options(p["method_options"], {**p, "expected_noise_rate": expected})
     p = {**p, "method_options": options}   # derived options (Co-teaching's forget rate) recorded as run
