@@ -23,7 +23,7 @@ demo: install
 	$(VENV)/bin/nbstudy study parameters/demo.yaml --jobs 2
 
 test: install
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=15
 
 clean-venv:
 	rm -rf $(VENV)

@@ -42,3 +42,10 @@ def test_a_run_writes_its_suspects_ranked_with_given_and_predicted_labels(tmp_pa
     top = suspects.scores(table["suspicion"].to_numpy(), table["wrong_label"].to_numpy(bool))
     assert final["suspects_precision_at_k"] == top["suspects_precision_at_k"]
     assert final["suspects_auc"] == pytest.approx(top["suspects_auc"])
+
+
+def test_class_names_that_look_like_numbers_read_back_as_names(tmp_path):
+    suspects.write(tmp_path, np.array([4, 7]), np.array([0.2, 0.9]), np.array([0, 1]), np.array([1, 1]), ["0", "1"])
+    table = suspects.read(tmp_path)
+    assert table["given_class"].tolist() == ["1", "0"] and table["index"].tolist() == [7, 4]
+    assert table["file"].tolist() == ["", ""] and table["wrong_label"].isna().all()

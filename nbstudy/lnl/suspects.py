@@ -68,8 +68,9 @@ def write(out: Path, indices: np.ndarray, suspicion: np.ndarray, given: np.ndarr
     for rank, pos in enumerate(ranking(suspicion), start=1):
         i = int(indices[pos])
         writer.writerow([rank, i, "" if files is None else files[i], int(given[pos]), class_names[given[pos]],
-                         int(predicted[pos]), class_names[predicted[pos]], f"{float(suspicion[pos]):.6g}",
+                         int(predicted[pos]), class_names[predicted[pos]], repr(float(suspicion[pos])),
                          "" if wrong is None else str(bool(wrong[pos])).lower()])
+    # full precision: DivideMix scores crowd near 0 and 1, and rounding them would tie ranks
     return atomic_write(Path(out) / SUSPECTS_FILE, lambda tmp: Path(tmp).write_text(text.getvalue()))
 
 
@@ -77,4 +78,5 @@ def read(out):
     """suspects.csv of a finished run as a pandas DataFrame (columns: COLUMNS; pandas is imported on use)."""
     import pandas as pd
 
-    return pd.read_csv(Path(out) / SUSPECTS_FILE, keep_default_na=False, na_values={"wrong_label": [""]})
+    text = {"file": str, "given_class": str, "predicted_class": str}   # class names such as "0" stay names
+    return pd.read_csv(Path(out) / SUSPECTS_FILE, keep_default_na=False, na_values={"wrong_label": [""]}, dtype=text)
