@@ -223,8 +223,9 @@ def suspects_explorer(study: R.Study, interactive: bool = False, folder=None, ba
                                  "noise_kind": _dropdown(study, "noise_kind"), "seed": _dropdown(study, "seed"),
                                  "page": W.BoundedIntText(value=1, min=1, max=10_000, description="page")})
     if precision is None:
-        precision = S.precision_at_k(study, baseline=baseline, dataset=data)
-    drawn = [_drawn("precision_at_k", precision, lambda d: plots.precision_at_k_figure(d, study.synthetic))]
+        precision = S.scores_if_known(study, baseline=baseline, dataset=data)
+    drawn = [] if precision is None else [   # None: nobody knows which labels are wrong, nothing to score
+        _drawn("precision_at_k", precision, lambda d: plots.precision_at_k_figure(d, study.synthetic))]
     for method in study.choices("method"):
         for init in study.choices("init"):
             page = S.top_suspects(study, method, init, dataset=data)

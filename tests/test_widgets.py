@@ -184,3 +184,23 @@ def test_suspects_explorer_pages_through_a_runs_suspects(study):
     static = widgets.suspects_explorer(study, baseline=False)
     assert static.names == ["precision_at_k", "suspects_ce_random", "suspects_ce_simclr", "suspects_dividemix_random",
                             "suspects_dividemix_simclr"]
+
+
+def test_without_known_wrong_labels_the_suspects_notebook_shows_the_lists_and_says_why_nothing_is_scored(
+        tmp_path, capsys):
+    from analysis_fixtures import make_study
+
+    from nbstudy.analysis import suspects as S
+    from nbstudy.lnl import suspects
+
+    given = runs.load_study(make_study(tmp_path, inits=("random",), methods=("ce",), rates=(0.4,), seeds=(0,),
+                                       epochs=2))
+    run = given.runs.iloc[0]["run_dir"]
+    table = suspects.read(run)   # as a run on the user's own labels writes it: no wrong_label column values
+    suspects.write(run, table["index"].to_numpy(), table["suspicion"].to_numpy(), table["given_label"].to_numpy(),
+                   table["predicted_label"].to_numpy(), ["stripes", "checks", "rings", "spots"])
+    S._table.cache_clear()
+    assert S.scores_if_known(given, baseline=False) is None
+    assert "which labels are wrong is unknown, so precision@k cannot be measured" in capsys.readouterr().out
+    assert widgets.suspects_explorer(given, baseline=False).names == ["suspects_ce_random"]
+    assert S.finding(None).startswith("Which labels are wrong is unknown here")

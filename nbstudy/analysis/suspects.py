@@ -67,6 +67,30 @@ def precision_at_k(study: R.Study, noise_rate=None, noise_kind=None, seed=None, 
             "curves": pd.concat(curves, ignore_index=True), "summary": pd.DataFrame(summary)}
 
 
+def scores_if_known(study: R.Study, baseline: bool = True, dataset=None) -> dict | None:
+    """`precision_at_k` at the defaults, or None, printing the one-line reason, when the study's wrong labels
+    are unknown (given labels with no planted noise): then the suspects lists are all there is to show."""
+    try:
+        return precision_at_k(study, baseline=baseline, dataset=dataset)
+    except NbstudyError as e:
+        if "which labels are wrong is unknown" not in str(e):
+            raise
+        print(e)
+        return None
+
+
+def finding(precision: dict | None) -> str:
+    """The closing sentence of the suspects notebook, from the scored rankings (`precision_at_k`)."""
+    if precision is None:
+        return ("Which labels are wrong is unknown here (no planted noise), so the lists cannot be scored: the "
+                "top suspects above are the images to check by hand.")
+    best = precision["summary"].sort_values("precision_at_k", ascending=False, kind="stable").iloc[0]
+    return (f"At {precision['noise_kind']} noise {precision['noise_rate']:g} (seed {precision['seed']}), "
+            f"{precision['wrong_fraction']:.0%} of the training labels are wrong. Among the {precision['k_mark']} "
+            f"most suspect labels, the best ranking ({best.ranker} from {best.init} init) finds "
+            f"{best.precision_at_k:.0%} wrong; a random pick would find {precision['wrong_fraction']:.0%}.")
+
+
 def _curve(ranker: str, init: str, wrong_ranked) -> pd.DataFrame:
     precision = precision_curve(wrong_ranked)
     return pd.DataFrame({"ranker": ranker, "init": init, "k": np.arange(1, len(precision) + 1),
