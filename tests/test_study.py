@@ -29,7 +29,7 @@ def error(study):
     return str(e.value)
 
 
-@pytest.mark.parametrize("name", ["demo", "smoke", "paper_nct", "paper_covid", "pathmnist"])
+@pytest.mark.parametrize("name", ["demo", "smoke", "paper_nct", "paper_covid", "pathmnist", "breastmnist_suspects"])
 def test_shipped_study_files_are_valid(name):
     study = load_study(PARAMETERS / f"{name}.yaml")
     assert study["name"] == name
@@ -270,3 +270,14 @@ def test_every_run_of_a_study_draws_the_data_with_the_dataset_seed(tmp_path):
     assert "data_seed" in PRETRAIN
     study["dataset"]["seed"] = "3"
     assert "seed" in error(study)
+
+
+def test_a_study_file_reaches_every_noise_kind_a_user_gives(tmp_path):
+    """A transition matrix of one's own, and instance-dependent noise, from the file to each run's parameters."""
+    study = base()
+    study["train"].update(noise_kinds=["matrix", "instance"], noise_rates=[0.3],
+                          noise_options={"matrix": [[0.8, 0.2, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0.4, 0.6]]})
+    runs = [r for r in expand(check_study(study), tmp_path, NOTEBOOKS) if r.stage == "train"]
+    kinds = {r.params["noise_kind"] for r in runs}
+    assert kinds == {"matrix", "instance"}
+    assert all(r.params["noise_options"]["matrix"][3] == [0, 0, 0.4, 0.6] for r in runs)
