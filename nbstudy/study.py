@@ -297,15 +297,18 @@ def expand(study: dict, study_dir, notebooks, where: str = "study") -> list[Run]
     data = {DATASET_KEYS[k]: v for k, v in study["dataset"].items()}
     data_path = None if data["data_path"] is None else str(Path(data["data_path"]).expanduser().resolve())
     common = {"data_path": data_path, "device": study["device"], "torch_compile": study["torch_compile"]}
+    salt = {}   # what names the runs beyond their parameters
     if data["dataset_options"].get("labels") is not None:   # a run's notebook runs elsewhere; names keep the given path
-        labels = str(Path(data["dataset_options"]["labels"]).expanduser().resolve())
-        common["dataset_options"] = {**data["dataset_options"], "labels": labels}
+        labels = Path(data["dataset_options"]["labels"]).expanduser().resolve()
+        common["dataset_options"] = {**data["dataset_options"], "labels": str(labels)}
+        if labels.is_file():   # edited labels are new runs, not finished ones (a missing file fails the data check)
+            salt["labels_sha256"] = hashlib.sha256(labels.read_bytes()).hexdigest()
 
     pretrain = {}
     for method, values in study["pretrain"]["methods"].items():
         values = dict(values)
         grid = {**data, "method": method, "method_options": values.pop("options"), **values}
-        pretrain[method] = _run("pretrain", method, grid, common, study_dir, notebooks, f"{where}: pretrain")
+        pretrain[method] = _run("pretrain", method, grid, common, study_dir, notebooks, f"{where}: pretrain", salt=salt)
 
     t = study["train"]
     runs = []
@@ -318,11 +321,11 @@ def expand(study: dict, study_dir, notebooks, where: str = "study") -> list[Run]
                 **values}
         init_path = str(source.folder / "backbone.pt") if source else "random"
         runs.append(_run("train", f"{init}-{method}-{kind}-{rate:g}-s{seed}", grid, {**common, "init": init_path},
-                         study_dir, notebooks, f"{where}: train", needs=source.name if source else None))
+                         study_dir, notebooks, f"{where}: train", needs=source.name if source else None, salt=salt))
     return [*pretrain.values(), *runs]
 
 
-def _run(stage, prefix, grid, given, study_dir, notebooks, where, needs=None) -> Run:
+def _run(stage, prefix, grid, given, study_dir, notebooks, where, needs=None, salt=None) -> Run:
     """One run: its parameters resolved by its stage (method options filled in), named by a hash of what
     it computes (not its run-only parameters: device, output folder, how often it saves its state...)."""
     params = {k: v for k, v in grid.items() if k != "init_run"}
@@ -338,7 +341,7 @@ def _run(stage, prefix, grid, given, study_dir, notebooks, where, needs=None) ->
         raise NbstudyError(f"{at}: {e}") from None
     grid = {**grid, "method_options": params["method_options"]}
     run_only = PRETRAIN_RUN_ONLY if stage == "pretrain" else TRAIN_RUN_ONLY
-    named = {k: v for k, v in grid.items() if k not in run_only}
+    named = {**{k: v for k, v in grid.items() if k not in run_only}, **(salt or {})}
     digest = hashlib.sha1(json.dumps(named, sort_keys=True).encode()).hexdigest()[:8]
     name = f"{stage}/{prefix}-{digest}"
     folder = study_dir / name

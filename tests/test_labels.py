@@ -113,3 +113,6 @@ def test_a_study_takes_a_labels_file_relative_to_where_it_runs(folder, tmp_path,
     run, = study.expand(study.load_study(tmp_path / "s.yaml"), tmp_path / "out", tmp_path)
     assert run.params["dataset_options"] == {"labels": str(tmp_path / "labels.csv")}
     assert run.grid["dataset_options"] == {"labels": "labels.csv"}   # the run's name does not depend on the folder
+    (tmp_path / "labels.csv").write_text("index,label\n" + "".join(f"{i},{1 - i % 2}\n" for i in range(8)))
+    edited, = study.expand(study.load_study(tmp_path / "s.yaml"), tmp_path / "out", tmp_path)
+    assert edited.name != run.name    # edited labels are another run, never a finished one reused
