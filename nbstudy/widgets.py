@@ -115,9 +115,32 @@ def filters_explorer(study: R.Study, interactive: bool = False, folder=None):
                            plots.filters_figure) for kind, rate in _grid(study)), folder)
 
 
+class Note(str):
+    """A one-line message shown in place of figures that cannot be drawn (a notebook cell ending with it shows
+    it as text)."""
+
+    def _repr_markdown_(self):
+        return f"**Note.** {self}"
+
+
+def _known_wrong_labels(study: R.Study):
+    """The study restricted to runs that know which labels are wrong, or a Note when none do (given labels,
+    the `labels` data set option, with no planted noise: there is no right / wrong split to draw)."""
+    known = study.runs[[("noise_mask" in R.read_run(d)) for d in study.runs.run_dir]]
+    if known.empty:
+        return Note("these runs trained on given labels with no planted noise: which labels are wrong is unknown, "
+                    "so there is no right / wrong split to show; each run's suspects.csv ranks the labels to check "
+                    "(the suspects notebook)")
+    return R.Study(study.dir, known.reset_index(drop=True), study.synthetic)
+
+
 def loss_explorer(study: R.Study, interactive: bool = False, folder=None):
     """Loss histograms of right vs wrong labels. Interactive: every method at the epoch of the slider.
-    Static: each method at a few epochs from first to last, for every noise rate, saved to `folder` when shown."""
+    Static: each method at a few epochs from first to last, for every noise rate, saved to `folder` when shown.
+    Runs whose wrong labels are unknown are left out (a Note when that is all of them)."""
+    study = _known_wrong_labels(study)
+    if isinstance(study, Note):
+        return study
     if interactive:
         g = R.grid_defaults(study)
         return FigureView(lambda epoch, **v: plots.loss_histograms(R.loss_distributions(study, [epoch], **v)),
@@ -133,7 +156,11 @@ def loss_explorer(study: R.Study, interactive: bool = False, folder=None):
 
 def selection_explorer(study: R.Study, interactive: bool = False, folder=None):
     """Selection ROC-AUC / precision / recall over epochs by init, and separation by loss, per noise rate.
-    Static: both views for every noise kind and rate, saved to `folder` when shown."""
+    Static: both views for every noise kind and rate, saved to `folder` when shown. Runs whose wrong labels
+    are unknown are left out (a Note when that is all of them)."""
+    study = _known_wrong_labels(study)
+    if isinstance(study, Note):
+        return study
     curves = {"selection": R.selection_curves(study), "loss_auc": R.loss_auc_curves(study)}
     draw = {"selection": plots.selection_figure, "loss_auc": plots.loss_auc_figure}
     if interactive:
@@ -151,7 +178,11 @@ def selection_explorer(study: R.Study, interactive: bool = False, folder=None):
 def threshold_explorer(study: R.Study, interactive: bool = False, folder=None):
     """Precision and recall of keeping the samples whose clean score passes a threshold. Interactive: one run
     (init, method, noise, seed), an epoch and a threshold slider. Static: each method at the highest noise rate,
-    last epoch, threshold 0.5, every init, saved to `folder` when shown."""
+    last epoch, threshold 0.5, every init, saved to `folder` when shown. Runs whose wrong labels are unknown are
+    left out (a Note when that is all of them)."""
+    study = _known_wrong_labels(study)
+    if isinstance(study, Note):
+        return study
     last = R.recorded_epochs(study)[-1]
     if interactive:
         g = R.grid_defaults(study)

@@ -204,3 +204,11 @@ def test_without_known_wrong_labels_the_suspects_notebook_shows_the_lists_and_sa
     assert "which labels are wrong is unknown, so precision@k cannot be measured" in capsys.readouterr().out
     assert widgets.suspects_explorer(given, baseline=False).names == ["suspects_ce_random"]
     assert S.finding(None).startswith("Which labels are wrong is unknown here")
+    # and the records keep no wrong-label mask: the loss and separation views say why they draw nothing
+    arrays = dict(np.load(f"{run}/records.npz"))
+    del arrays["noise_mask"]
+    np.savez(f"{run}/records.npz", **arrays)
+    runs.read_run.cache_clear()
+    for explorer in (widgets.loss_explorer, widgets.selection_explorer, widgets.threshold_explorer):
+        note = explorer(given)
+        assert isinstance(note, widgets.Note) and "which labels are wrong is unknown" in note._repr_markdown_()
