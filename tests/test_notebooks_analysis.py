@@ -16,7 +16,7 @@ import pytest
 from analysis_fixtures import make_study
 
 from nbstudy import figures, noise
-from nbstudy.analysis import runs
+from nbstudy.analysis import filter_measures, runs, stats
 
 # pytest -n: this module's tests share an expensive module fixture, so one worker runs them all
 pytestmark = pytest.mark.xdist_group("notebooks_analysis")
@@ -26,7 +26,7 @@ ANALYSIS = {"10_filters": "filters", "11_loss_distributions": "loss_distribution
             "13_results": "results", "14_data_noise": "data_noise", "15_suspects": "suspects"}  # notebook: entry
 INITS, METHODS, RATES = ["random", "simclr"], ["ce", "coteaching", "dividemix"], [0.8, 0.4]  # highest rate first
 SAVED = {
-    "10_filters": [f"filters_symmetric_{r}" for r in RATES],
+    "10_filters": [f"filters_symmetric_{r}" for r in RATES] + ["filter_measures"],
     "11_loss_distributions": [f"loss_symmetric_{r}_{m}" for r in RATES for m in METHODS],
     "12_separation": [f"{v}_symmetric_{r}" for r in RATES for v in ("selection", "loss_auc")]
     + [f"threshold_{m}" for m in METHODS],
@@ -122,6 +122,27 @@ def test_filters_are_the_runs_first_layer_weights(name, saved, study):
                 records = _records(study, init=init, method=method, noise_rate=rate)
                 assert np.array_equal(data["initial"][init], records["filters_initial"])  # the same for every method
                 assert np.array_equal(data["final"][init][method], records["filters_final"])
+    measures = saved["filter_measures"]   # at the highest rate: each run's banks in numbers, and said in words
+    runs_ = measures["runs"]
+    assert measures["noise_rate"] == 0.8 and measures["random_share"] == 5 / 9
+    for init, method, share, change in zip(runs_["init"], runs_["method"], runs_["end_low_share"], runs_["change"]):
+        records = _records(study, init=init, method=method, noise_rate=0.8)
+        assert share == pytest.approx(filter_measures.low_frequency_share(records["filters_final"]))
+        assert change == pytest.approx(filter_measures.relative_change(records["filters_initial"],
+                                                                        records["filters_final"]))
+
+
+def test_filter_measures_know_smooth_from_random_and_a_moved_bank():
+    rng = np.random.default_rng(0)
+    noise = rng.normal(size=(64, 3, 7, 7))
+    assert filter_measures.low_frequency_share(noise) == pytest.approx(filter_measures.random_share(7), abs=0.02)
+    wave = np.cos(2 * np.pi * np.arange(7) / 7)   # one cycle per filter: all its energy is "low"
+    smooth = np.broadcast_to(wave[None, None, :, None] * rng.normal(size=(64, 3, 1, 1)), (64, 3, 7, 7))
+    assert filter_measures.low_frequency_share(smooth) == pytest.approx(1.0)
+    ramp = np.broadcast_to(np.linspace(-1, 1, 7)[None, None, None, :], (64, 3, 7, 7))   # an edge-like gradient
+    assert filter_measures.low_frequency_share(ramp) > 0.5 > 5 * filter_measures.random_share(7) / 4
+    assert filter_measures.relative_change(noise, noise) == 0
+    assert filter_measures.relative_change(noise, 1.1 * noise) == pytest.approx(0.1)
 
 
 @pytest.mark.parametrize("name", ["11_loss_distributions"])
@@ -166,7 +187,7 @@ def test_separation_figures_hold_the_runs_selection_and_loss_auc(name, saved, st
 
 @pytest.mark.parametrize("name", ["13_results"])
 def test_results_figure_holds_each_runs_best_and_last(name, saved, executed, study_dir):
-    assert len(_outputs(executed[name], "text/html")) == 3  # the three tables
+    assert len(_outputs(executed[name], "text/html")) == 5  # results, SSL minus random, probes, other metrics, noise
     table = saved["accuracy_symmetric"]["runs"]
     cells = set(zip(table["init"], table["method"], table["noise_rate"], table["metric"]))
     assert cells == {(i, m, r, c) for i in INITS for m in METHODS for r in RATES for c in ("best_acc", "last_acc")}
@@ -213,3 +234,15 @@ def test_suspects_figures_hold_each_runs_ranking_scored_on_its_planted_noise(nam
         assert page["index"] == table["index"][:16].tolist() and page["rank"] == list(range(1, 17))
     text = "".join(o.get("text", "") for c in executed[name].cells if c.cell_type == "code" for o in c.outputs)
     assert "of the training labels are wrong. Among the 20 most suspect labels" in text
+
+
+@pytest.mark.parametrize("name", ["13_results"])
+def test_results_notebook_answers_from_the_intervals(name, executed, study):
+    nb = executed[name]
+    if isinstance(nb, Exception):
+        raise nb
+    html = "".join(o["data"]["text/html"] for o in _outputs(nb, "text/html"))
+    assert "SSL init minus random init" in html and "test-set sampling only" in html and "% wrong" in html
+    shown = _outputs(nb, "text/markdown")[-1]["data"]["text/markdown"]
+    assert shown == "\n".join(f"- {line}" for line in stats.answer(study))
+    assert "simclr init beats random init for ce by" in shown and "95% CI [" in shown

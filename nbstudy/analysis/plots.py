@@ -12,6 +12,7 @@ from __future__ import annotations
 import textwrap
 
 import numpy as np
+import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
@@ -206,6 +207,28 @@ def accuracy_vs_noise(data: dict) -> Figure:
         ax.set_ylabel("test metric (%)")
     sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1, 1), fontsize=8)
     fig.suptitle(titled(f"Test metrics against the noise rate ({data['noise_kind']} noise)", data["synthetic"]))
+    return fig
+
+
+def filter_measures_figure(measures: dict) -> Figure:
+    """Left: low-frequency share of the first-layer filters at the start of noisy training (per init) and after
+    it (per init x method), with i.i.d. random weights' level dotted. Right: how far noisy training moved them.
+    `measures`: `analysis.filter_measures.filter_measures`."""
+    t = measures["runs"]
+    start = t.groupby("init", sort=False, as_index=False)["start_low_share"].mean().assign(stage="start")
+    long = pd.concat([start.rename(columns={"start_low_share": "share"}),
+                      t.rename(columns={"end_low_share": "share"}).assign(stage=lambda d: "after " + d.method)])
+    fig = Figure(figsize=(10, 3.4), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    sns.barplot(long, x="init", y="share", hue="stage", ax=left, errorbar=None)
+    left.axhline(measures["random_share"], color="grey", ls=":", lw=1, label="i.i.d. random weights")
+    left.set_ylabel("low-frequency energy share")
+    left.set_ylim(0, 1)
+    left.legend(fontsize=7)
+    sns.barplot(t, x="init", y="change", hue="method", ax=right, errorbar=None)
+    right.set_ylabel("||after - start|| / ||start||")
+    right.legend(fontsize=7)
+    fig.suptitle(titled(f"First-layer filters in numbers ({_describe(measures)})", measures["synthetic"]))
     return fig
 
 
