@@ -35,6 +35,7 @@ from nbstudy.checkpoint import atomic_write
 from nbstudy.errors import NbstudyError
 from nbstudy.lnl.params import PARAMS as TRAIN_PARAMS
 from nbstudy.lnl.params import RUN_ONLY as TRAIN_RUN_ONLY
+from nbstudy.lnl.params import noise_rate_warning
 from nbstudy.lnl.params import resolve as resolve_train
 from nbstudy.lnl.registry import METHODS as TRAIN_METHODS
 from nbstudy.params import Check, is_real
@@ -184,6 +185,16 @@ def check_data_path(study: dict) -> None:
     if not path.exists() and (ds["name"] != "medmnist" or path.suffix == ".npz"):
         raise NbstudyError(f"dataset: data_path {path} does not exist: fix data_path in the study file (a relative"
                            " path is taken from the folder nbstudy runs in)")
+
+
+def noise_warning(study: dict, num_classes: int) -> str | None:
+    """The check-time warning (`nbstudy.lnl.params.noise_rate_warning`) for the study's symmetric noise rates on
+    its data set's `num_classes` classes, prefixed with the study's name; None when the rates say what they do."""
+    train = study["train"]
+    if "symmetric" not in train["noise_kinds"]:
+        return None
+    far = noise_rate_warning("symmetric", train["noise_rates"], num_classes)
+    return f"{study['name']}: {far}" if far else None
 
 
 def _resources(section, where) -> dict:

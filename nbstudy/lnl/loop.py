@@ -35,7 +35,7 @@ from nbstudy.errors import NbstudyError
 from nbstudy.evaluate import classification_metrics
 from nbstudy.lnl import records, suspects
 from nbstudy.lnl.base import Context, Setup
-from nbstudy.lnl.params import RUN_ONLY, resolve
+from nbstudy.lnl.params import RUN_ONLY, noise_rate_warning, resolve
 from nbstudy.lnl.registry import METHODS
 from nbstudy.models import Classifier, first_layer_filters, use_small_stem
 from nbstudy.params import save_params
@@ -56,6 +56,9 @@ def prepare(params: dict | None = None, **kwargs) -> Setup:
     noisy = noise.corrupt_labels(clean, ds.num_classes, p["noise_rate"], p["noise_kind"], seed=p["seed"],
                                  images=ds.train_images, **p["noise_options"])
     expected = noise.expected_noise_rate(clean, ds.num_classes, p["noise_rate"], p["noise_kind"], **p["noise_options"])
+    far = noise_rate_warning(p["noise_kind"], [p["noise_rate"]], ds.num_classes)
+    if far:
+        warnings.warn(far, stacklevel=2)
     options = method.check_options(p["method_options"], {**p, "expected_noise_rate": expected})
     p = {**p, "method_options": options}   # derived options (Co-teaching's forget rate) recorded as run
     order = np.random.default_rng([p["seed"], 1]).permutation(len(clean))

@@ -60,6 +60,21 @@ def resolve(params: dict | None = None, check_files: bool = True, **kwargs) -> d
     return p
 
 
+def noise_rate_warning(kind: str, rates, num_classes: int) -> str | None:
+    """One line when `symmetric` noise at the nominal `rates` makes far fewer labels wrong than said: about
+    r (K - 1) / K with K classes (a corrupted label is redrawn from all K, the true one included). Far: at most
+    two thirds of a rate, and at least 0.1 below it (2 or 3 classes). None otherwise."""
+    k = int(num_classes)
+    far = [r for r in rates if kind == "symmetric" and r - r * (k - 1) / k >= 0.1 - 1e-12 and (k - 1) / k <= 2 / 3]
+    if not far:
+        return None
+    made = ", ".join(f"{r:g} -> about {r * (k - 1) / k:.0%}" for r in far)
+    unlearnable = f" (with {k} classes it is unlearnable from {(k - 1) / k:.2g} on)" if max(far) >= (k - 1) / k else ""
+    return (f"symmetric noise with {k} classes makes fewer labels wrong than its nominal rate ({made}): a corrupted "
+            f"label is redrawn from all {k} classes, the true one included; noise_kind symmetric_exclusive makes the "
+            f"rate the fraction wrong{unlearnable}")
+
+
 def check_noise_options(kind: str, options: dict, num_classes=None) -> dict:
     """The noise options of `noise.corrupt_labels`, checked and as plain lists: a kind that needs a mapping or
     a matrix must have a valid one (of `num_classes` classes, when known before the data is loaded)."""
