@@ -67,7 +67,7 @@ def _count(text: str) -> int:
 
 def _study(args) -> int:
     from nbstudy.execute import is_finished, stop_kernels
-    from nbstudy.runner import check_writable, plan, run_study
+    from nbstudy.runner import check_writable, plan, pretraining_warnings, run_study
     from nbstudy.study import load_study
 
     _check_executor_options(args)
@@ -94,6 +94,8 @@ def _study(args) -> int:
     finally:
         executor.shutdown()
     print(f"results table: {study_dir / 'results.csv'}")
+    for line in pretraining_warnings(all_runs, outcome):
+        print(f"nbstudy: warning: {line}", file=sys.stderr)
     for run in all_runs:
         if run.stage == "analysis" and outcome[run.name] == "finished":
             print(f"analysis notebook: {run.folder / run.notebook.name}")

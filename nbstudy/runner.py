@@ -9,6 +9,7 @@ skipped; a failed run is reported and the others go on.
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 from concurrent.futures import FIRST_COMPLETED, Executor, wait
@@ -18,7 +19,7 @@ from tqdm.auto import tqdm
 
 from nbstudy import study as studies
 from nbstudy.errors import NbstudyError
-from nbstudy.execute import check_parameters, execute, is_finished, one_line
+from nbstudy.execute import check_parameters, execute, is_finished, one_line, warn
 
 
 def plan(study: dict, out, notebooks) -> tuple[Path, list, dict]:
@@ -39,19 +40,24 @@ def plan(study: dict, out, notebooks) -> tuple[Path, list, dict]:
 def check_dataset(study: dict) -> None:
     """Load the study's data set once, before any run (and in --dry-run): one that cannot be used at all (no
     train split, one class, damaged) is one error here, not the same error in every run. The cache it
-    builds is the one the runs read."""
+    builds is the one the runs read. Warns when the study's symmetric noise rates make far fewer labels wrong
+    than they say (few classes)."""
     from nbstudy.data import load_dataset
 
     ds = study["dataset"]
     data_path = None if ds["data_path"] is None else str(Path(ds["data_path"]).expanduser().resolve())
     try:
-        load_dataset(ds["name"], data_path=data_path, resolution=ds["resolution"], seed=ds["seed"], **ds["options"])
+        loaded = load_dataset(ds["name"], data_path=data_path, resolution=ds["resolution"], seed=ds["seed"],
+                              **ds["options"])
     except NbstudyError as e:
         raise NbstudyError(f"dataset: {e}") from None
     except (TypeError, ValueError) as e:   # an option value of the wrong kind, which only the loader can tell
         raise NbstudyError(f"dataset: {ds['name']} cannot load with options {ds['options']} "
                            f"({type(e).__name__}: {' '.join(str(e).split())}): fix the options' values "
                            "(docs/datasets.md)") from None
+    far = studies.noise_warning(study, loaded.num_classes)
+    if far:
+        warn(far)
 
 
 def check_writable(study_dir: Path) -> None:
@@ -82,6 +88,24 @@ def run_study(study_dir: Path, runs: list, analysis: dict, executor: Executor) -
         outcome.update(more)
         errors.update(more_errors)
     return runs + analysis_runs, outcome, errors
+
+
+def pretraining_warnings(runs: list, outcome: dict) -> list[str]:
+    """For the summary: one line per finished pretraining run whose k-NN probe ended below random init's
+    (`nbstudy.analysis.stats.probe_warning`), read from its pretrain_metrics.json."""
+    from nbstudy.analysis.stats import probe_warning   # pandas and scipy, only once the runs are done
+
+    lines = []
+    for run in runs:
+        path = run.folder / "pretrain_metrics.json"
+        if run.stage != "pretrain" or outcome.get(run.name) != "finished" or not path.is_file():
+            continue
+        m = json.loads(path.read_text())
+        line = probe_warning(f"{m.get('method', '')} ({run.name})".lstrip(), m.get("probe_acc", float("nan")),
+                             m.get("random_init_probe_acc", float("nan")))
+        if line:
+            lines.append(line)
+    return lines
 
 
 def run_all(runs: list, executor: Executor, desc: str) -> tuple[dict, dict]:

@@ -15,21 +15,26 @@ from nbstudy.lnl.records import selection_metrics, summarize, write_records
 from nbstudy.noise import corrupt_labels, noise_mask
 
 CLASSES = ["stripes", "checks", "rings", "spots"]
+N_TEST = 400   # test images each run is scored on (the fake accuracies are not counts of them)
+PROBES = {"simclr": (0.71, 0.52)}   # init: (its k-NN probe, random init's), as a pretraining run records them
 
 
 def make_study(root, inits=("random", "simclr"), methods=("ce", "coteaching", "dividemix"), rates=(0.4, 0.8),
-               seeds=(0, 1), epochs=6, n_train=200, n_val=20, kind="symmetric") -> Path:
+               seeds=(0, 1), epochs=6, n_train=200, n_val=20, kind="symmetric", probes=None, shift=None) -> Path:
+    """`probes`: {init: (probe_acc, random_init_probe_acc)} recorded in each run's init (default `PROBES`);
+    `shift`: {init: points} added to that init's every test accuracy (a planted difference from random init)."""
     study = Path(root) / "fake-study"
     for init in inits:
         for method in methods:
             for rate in rates:
                 for seed in seeds:
                     folder = study / "train" / f"{init}-{method}-{kind}-{rate:g}-s{seed}-0123abcd"
-                    _write_run(folder, study, init, method, kind, rate, seed, epochs, n_train, n_val)
+                    _write_run(folder, study, init, method, kind, rate, seed, epochs, n_train, n_val,
+                               (PROBES if probes is None else probes).get(init), (shift or {}).get(init, 0.0))
     return study
 
 
-def _write_run(folder, study, init, method, kind, rate, seed, epochs, n_train, n_val):
+def _write_run(folder, study, init, method, kind, rate, seed, epochs, n_train, n_val, probe=None, shift=0.0):
     rng = np.random.default_rng([seed, int(rate * 10), *map(ord, init + method)])
     n = n_train + n_val
     clean = np.arange(n) % len(CLASSES)
@@ -56,7 +61,7 @@ def _write_run(folder, study, init, method, kind, rate, seed, epochs, n_train, n
         acc = 0.55 + (0.2 if pretrained else 0.0) + 0.2 * epoch / epochs - rate * 0.2
         if method == "ce" and epoch > epochs // 2:
             acc -= 0.1 * rate * (epoch - epochs // 2)
-        acc = float(np.clip(acc + rng.normal(0, 0.01), 0, 1))
+        acc = float(np.clip(acc + rng.normal(0, 0.01) + shift / 100, 0, 1))
         history.append({"epoch": epoch, "train_loss": float(np.nanmean(loss)), "lr": 1e-3, "test_acc": acc,
                         "test_acc_A": acc, "test_acc_B": None, "test_acc_ensemble": None,
                         "test_balanced_acc": acc - 0.02, "test_macro_f1": acc - 0.03,
@@ -76,9 +81,11 @@ def _write_run(folder, study, init, method, kind, rate, seed, epochs, n_train, n
             np.sin(start.uniform(0, np.pi, (64, 3, 1, 1))) * ramp[None, None, None, :]
     final = filters + rng.normal(0, 0.05, filters.shape)
     metrics = {"format": "nbstudy-train-records/1", "params": params,
-               "init": {"init": init_path, **({"method": init} if pretrained else {})},
+               "init": {"init": init_path, **({"method": init} if pretrained else {}),
+                        **({"probe_acc": probe[0], "random_init_probe_acc": probe[1]} if probe else {})},
                "dataset": {"name": "synthetic", "synthetic": True, "class_names": CLASSES,
-                           "num_classes": len(CLASSES), "resolution": 32, "n_train": n_train, "n_val": n_val},
+                           "num_classes": len(CLASSES), "resolution": 32, "n_train": n_train, "n_val": n_val,
+                           "n_test": N_TEST},
                "noise": {"kind": kind, "rate": rate, "actual_rate": float(wrong.mean())},
                "history": history,
                "final": summarize(history, "A" if method == "ce" else "ensemble", float(wrong.mean()), 1.0)}

@@ -78,7 +78,7 @@ def load_study(study_dir) -> Study:
         p = metrics["params"]
         row = {k: v for k, v in p.items() if not isinstance(v, (dict, list))}
         row.update(metrics["final"], init=init_name(metrics), run=str(path.parent.relative_to(root)),
-                   run_dir=str(path.parent))
+                   run_dir=str(path.parent), n_test=metrics.get("dataset", {}).get("n_test"), **init_probes(metrics))
         rows.append(row)
         synthetic = synthetic or bool(metrics.get("dataset", {}).get("synthetic", False))
     if not rows:
@@ -103,6 +103,37 @@ def init_name(metrics: dict) -> str:
         return "random"
     method = metrics.get("init", {}).get("method")
     return method or re.sub(r"-[0-9a-f]{8}$", "", Path(init).parent.name)
+
+
+def init_probes(metrics: dict) -> dict:
+    """{"init_probe_acc", "random_probe_acc"}: the k-NN probe accuracy (fraction) of the run's init backbone at
+    the end of its pretraining and of the same network at random init, on the same features and k; None for
+    random init and for checkpoints that did not record them.
+
+    Read from metrics.json's ``init`` (the checkpoint's metadata), else from the pretraining run's
+    pretrain_metrics.json beside its backbone.pt.
+    """
+    if metrics["params"]["init"] == "random":
+        return {"init_probe_acc": None, "random_probe_acc": None}
+    meta = metrics.get("init", {})
+    if "probe_acc" not in meta:
+        beside = Path(metrics["params"]["init"]).parent / "pretrain_metrics.json"
+        meta = json.loads(beside.read_text()) if beside.is_file() else {}
+    return {"init_probe_acc": meta.get("probe_acc"), "random_probe_acc": meta.get("random_init_probe_acc")}
+
+
+def pretraining_probes(study: Study) -> pd.DataFrame:
+    """One row per SSL init of the study: "init", "probe_acc" and "random_probe_acc" (k-NN probe accuracy,
+    fractions; NaN when not recorded) and "helped" (probe above random init's: True / False, None when not
+    recorded)."""
+    rows = []
+    for init in [i for i in study.choices("init") if i != "random"]:
+        run = study.runs[study.runs.init == init].iloc[0]   # an init's runs share one pretraining run
+        probe, random = (float("nan") if run.get(c) is None else float(run[c])
+                         for c in ("init_probe_acc", "random_probe_acc"))
+        helped = None if np.isnan(probe) or np.isnan(random) else bool(probe > random)
+        rows.append({"init": init, "probe_acc": probe, "random_probe_acc": random, "helped": helped})
+    return pd.DataFrame(rows, columns=["init", "probe_acc", "random_probe_acc", "helped"]).astype({"helped": object})
 
 
 def select(study: Study, **where) -> pd.DataFrame:

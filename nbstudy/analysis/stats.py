@@ -1,0 +1,191 @@
+"""Does SSL init beat random init? Paired differences with confidence intervals, and pretraining that did not help.
+
+A training run from an SSL init is paired with the random-init run of the same
+LNL method, noise kind, noise rate and seed (same noisy labels, same test
+images). The difference "SSL minus random" of a test metric is in percentage
+points. Its interval depends on what the records allow:
+
+- with >= 2 paired seeds, a paired t interval over the seeds' differences: it
+  covers run-to-run variation (noisy-label draw, init of the head, batch order)
+  on this study's test set, not the sampling of that test set;
+- with one seed, a normal interval for the difference of two accuracies on the
+  same n test images (Agresti-Caffo: one right and one wrong answer added to
+  each, which keeps it sane at 0% or 100%), treating the two as independent: it
+  covers test-set sampling only, and is wider than a paired interval would be
+  (two networks are right on mostly the same images).
+
+The runs record accuracies, not per-image test predictions, so a bootstrap over
+test images (and a paired test on them, such as McNemar's) is not possible.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from nbstudy.analysis import runs as R
+
+PAPER_METRICS = {"BEST": "best_acc", "LAST": "last_acc"}
+LEVEL = 0.95
+COLUMNS = ["noise_kind", "noise_rate", "method", "init", "metric", "diff", "low", "high", "n_seeds", "n_test",
+           "basis", "ssl", "random", "actual_noise", "pretraining_helped"]
+ADVICE = ("more pretraining epochs, more images, the small stem (stem: small) or another temperature (SimCLR) "
+          "usually help")
+
+
+def seed_interval(diffs, level: float = LEVEL) -> tuple[float, float, float]:
+    """(mean, low, high) of paired differences over seeds (any unit), by the t distribution; needs >= 2."""
+    d = np.asarray(diffs, dtype=float)
+    if d.size < 2:
+        raise ValueError(f"a paired t interval needs at least 2 seeds, got {d.size}")
+    mean = float(d.mean())
+    half = float(sps.t.ppf((1 + level) / 2, d.size - 1) * d.std(ddof=1) / math.sqrt(d.size))
+    return mean, mean - half, mean + half
+
+
+def test_set_interval(acc_a: float, acc_b: float, n_test: int, level: float = LEVEL) -> tuple[float, float, float]:
+    """(acc_a - acc_b, low, high) in percentage points for two accuracies (fractions in [0, 1]) on the same
+    `n_test` images: Agresti-Caffo, the two treated as independent (conservative for two networks that are
+    mostly right on the same images). Covers test-set sampling only."""
+    n = int(n_test)
+    if n < 1:
+        raise ValueError(f"n_test must be >= 1, got {n_test}")
+    a, b = (round(acc * n) for acc in (acc_a, acc_b))   # right answers; the records keep the fraction
+    pa, pb = (a + 1) / (n + 2), (b + 1) / (n + 2)
+    half = float(sps.norm.ppf((1 + level) / 2)) * math.sqrt((pa * (1 - pa) + pb * (1 - pb)) / (n + 2))
+    centre = pa - pb
+    return 100 * (acc_a - acc_b), 100 * (centre - half), 100 * (centre + half)
+
+
+def paired_differences(study: R.Study, metrics: dict | None = None, level: float = LEVEL) -> pd.DataFrame:
+    """One row per noise kind x noise rate x LNL method x SSL init x metric ({label: column, values in [0, 1]}).
+
+    Columns: the grid values, "metric" (the label), "diff", "low", "high" (SSL minus random init, percentage
+    points; low/high NaN when no interval can be given), "n_seeds" (paired seeds), "n_test" (test images),
+    "basis" ("seeds": paired t; "test images": one seed, test-set sampling only), "ssl" and "random" (mean
+    metric of each side over the paired seeds, percent), "actual_noise" (mean fraction of wrong labels) and
+    "pretraining_helped" (the SSL init's k-NN probe above random init's: True / False, None when unrecorded).
+    Combinations without a random-init run of the same seed are left out.
+    """
+    metrics = metrics or PAPER_METRICS
+    numbers = [*metrics.values(), "actual_noise_rate", "n_test"]
+    runs = study.runs.astype({c: float for c in numbers})   # None (not recorded) -> NaN
+    helped = {r.init: r.helped for r in R.pretraining_probes(study).itertuples()}   # True / False / None
+    keys = ["noise_kind", "noise_rate", "method"]
+    rows = []
+    for init in [i for i in study.choices("init") if i != "random"]:
+        ssl, rnd = runs[runs.init == init], runs[runs.init == "random"]
+        cols = [*keys, "seed", *numbers]
+        pairs = pd.merge(ssl[cols].groupby([*keys, "seed"]).mean(), rnd[cols].groupby([*keys, "seed"]).mean(),
+                         left_index=True, right_index=True, suffixes=("", "_random"))
+        for grid, group in pairs.groupby(level=keys):
+            for label, column in metrics.items():
+                a, b = group[column].astype(float), group[f"{column}_random"].astype(float)
+                n_test = group["n_test"].min()
+                if len(group) >= 2:
+                    diff, low, high = seed_interval(100 * (a - b), level)
+                    basis = "seeds"
+                elif np.isfinite(n_test):
+                    diff, low, high = test_set_interval(a.iloc[0], b.iloc[0], int(n_test), level)
+                    basis = "test images"
+                else:   # one seed and no test-set size recorded: no interval
+                    diff, low, high, basis = 100 * (a.iloc[0] - b.iloc[0]), np.nan, np.nan, "none"
+                rows.append({**dict(zip(keys, grid)), "init": init, "metric": label, "diff": diff, "low": low,
+                             "high": high, "n_seeds": len(group), "n_test": n_test, "basis": basis,
+                             "ssl": 100 * a.mean(), "random": 100 * b.mean(),
+                             "actual_noise": group["actual_noise_rate"].mean(), "pretraining_helped": helped.get(init)})
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def verdict(row) -> str:
+    """'better', 'worse' or 'unclear' (the interval covers 0 or there is none) for one row of `paired_differences`."""
+    if row["low"] > 0:
+        return "better"
+    if row["high"] < 0:
+        return "worse"
+    return "unclear"
+
+
+def probe_warning(init: str, probe_acc: float, random_probe_acc: float) -> str | None:
+    """One line when a pretraining run's k-NN probe ended below random init's on the same features, else None."""
+    if not probe_acc < random_probe_acc:   # NaN (not recorded) compares False: no warning
+        return None
+    return (f"{init} pretraining ended below random init on its k-NN probe ({probe_acc:.1%} vs "
+            f"{random_probe_acc:.1%}): its features are worse than random ones; {ADVICE}")
+
+
+def probe_warnings(study: R.Study) -> list[str]:
+    """`probe_warning` for each of the study's SSL inits whose pretraining did not beat random init."""
+    return [w for r in R.pretraining_probes(study).itertuples()
+            if (w := probe_warning(r.init, r.probe_acc, r.random_probe_acc))]
+
+
+def basis_note(diffs: pd.DataFrame, level: float = LEVEL) -> str:
+    """What the intervals of `paired_differences` cover, in one sentence."""
+    seeds, images = diffs[diffs.basis == "seeds"], diffs[diffs.basis == "test images"]
+    parts = []
+    if len(seeds):
+        n = sorted(set(seeds.n_seeds))
+        parts.append(f"paired t intervals over {'-'.join(map(str, (n[0], n[-1]))) if len(n) > 1 else n[0]} seeds "
+                     "(run-to-run variation on this test set, not the sampling of the test set)")
+    if len(images):
+        parts.append(f"one seed: the intervals cover test-set sampling only ({int(images.n_test.min())} test "
+                     "images), not run-to-run variation")
+    if (diffs.basis == "none").any():
+        parts.append("one seed and no recorded test-set size: no interval")
+    return f"{level:.0%} intervals: " + "; ".join(parts) + "."
+
+
+def answer(study: R.Study, level: float = LEVEL) -> list[str]:
+    """The study's question answered from the intervals, one line each: the basis, one sentence per noise
+    kind x rate x method x SSL init (LAST, then BEST), an overall count on LAST, and the SSL inits whose
+    pretraining ended below random init, kept apart from that count."""
+    diffs = paired_differences(study, level=level)
+    if diffs.empty:
+        return ["No SSL-init run has a random-init run of the same method, noise kind, rate and seed to compare "
+                "with: add random (and an SSL method) to the study's train: inits."]
+    lines = [basis_note(diffs, level)]
+    kinds = diffs.noise_kind.nunique() > 1
+    for grid, group in diffs.groupby(["noise_kind", "noise_rate", "method", "init"], sort=False):
+        kind, rate, method, init = grid
+        last, best = (group[group.metric == m].iloc[0] for m in ("LAST", "BEST"))
+        where = f"at {rate:g}{f' {kind}' if kinds else ''} ({wrong_label(last.actual_noise)})"
+        v, ci = verdict(last), _interval(last, level)
+        if v == "better":
+            said = f"{init} init beats random init for {method} by {last['diff']:.1f} points on LAST, {ci}"
+        elif v == "worse":
+            said = f"{init} init loses to random init for {method} by {-last['diff']:.1f} points on LAST, {ci}"
+        else:
+            said = (f"no clear difference between {init} and random init for {method} on LAST "
+                    f"({last['diff']:+.1f} points, {ci})")
+        apart = " [pretraining ended below random init]" if fell_short(last.pretraining_helped) else ""
+        lines.append(f"{where}, {said}; BEST {best['diff']:+.1f} points, {_interval(best, level)}{apart}")
+    last = diffs[diffs.metric == "LAST"]
+    kept = last[~last.pretraining_helped.map(fell_short)]
+    if kept.empty:
+        lines.append("No comparison is left for an answer: every SSL init's pretraining ended below random init.")
+        return lines + [f"Kept apart: {w}." for w in probe_warnings(study)]
+    counts = kept.apply(verdict, axis=1).value_counts()
+    left_out = " (inits whose pretraining ended below random init left out)" if len(kept) < len(last) else ""
+    lines.append(f"On LAST, SSL init is clearly better in {counts.get('better', 0)} of {len(kept)} comparisons, "
+                 f"clearly worse in {counts.get('worse', 0)}, with no clear difference in {counts.get('unclear', 0)}"
+                 f"{left_out}.")
+    lines += [f"Kept apart: {w}." for w in probe_warnings(study)]
+    return lines
+
+
+def fell_short(helped) -> bool:
+    """True when `pretraining_helped` says the pretraining ended below random init (None / NaN: unrecorded)."""
+    return helped is not None and not pd.isna(helped) and not bool(helped)
+
+
+def wrong_label(fraction) -> str:
+    """'37% wrong' for a fraction of wrong labels; 'wrong: unknown' when not known (labels given, no planted noise)."""
+    return "wrong: unknown" if fraction is None or not np.isfinite(fraction) else f"{fraction:.0%} wrong"
+
+
+def _interval(row, level: float) -> str:
+    return "no interval" if np.isnan(row["low"]) else f"{level:.0%} CI [{row['low']:.1f}, {row['high']:.1f}]"
