@@ -35,7 +35,7 @@ log(f"train {name} {method} {noise_rate} {seed}")
 final = {"best_acc": 1 - noise_rate / 2, "last_acc": 1 - noise_rate, "actual_noise_rate": noise_rate}
 (out / "metrics.json").write_text(json.dumps({"final": final}))
 (out / "records.npz").write_bytes(b"")
-(out / "suspects.csv").write_text("rank,index\n")
+(out / "suspects.csv").write_text("rank,index")
 """
 
 ANALYSIS_BODY = """

@@ -71,8 +71,8 @@ CASES = {
                     "bad.yaml: train: unknown key 'epoch' (did you mean 'epochs'?): use one of"),
     "misspelt method": (edit(lambda s: s["train"].update(methods=["coteachin"])),
                         "bad.yaml: train: methods: unknown method 'coteachin' (did you mean 'coteaching'?)"),
-    "pretraining method that does not exist": (edit(lambda s: s["pretrain"].update(methods=["mocov2"])),
-                                               "bad.yaml: pretrain: methods: unknown method 'mocov2': use one of"),
+    "pretraining method that does not exist": (edit(lambda s: s["pretrain"].update(methods=["dinov2"])),
+                                               "bad.yaml: pretrain: methods: unknown method 'dinov2': use one of"),
     "wrong type": (edit(lambda s: s["train"].update(epochs="ten")),
                    "bad.yaml: train: epochs='ten' is invalid: give a whole number >= 1"),
     "noise rates as text": (edit(lambda s: s["train"].update(noise_rates="0.5")),
@@ -157,7 +157,7 @@ if init != "random":
 load_dataset(dataset, data_path, resolution, **dataset_options)
 (out / "metrics.json").write_text(json.dumps({"final": {"best_acc": 1.0}}))
 (out / "records.npz").write_bytes(b"")
-(out / "suspects.csv").write_text("rank,index\n")
+(out / "suspects.csv").write_text("rank,index")
 """
 
 
