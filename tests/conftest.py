@@ -5,11 +5,35 @@ which on a small shared CPU (CI has 2 cores) slows training steps many times ove
 Set before torch is imported; notebook kernels started by the tests inherit it.
 """
 
+import fcntl
 import os
+import shutil
 
 import pytest
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+@pytest.fixture(scope="session")
+def built_once(tmp_path_factory):
+    """`built_once(name, build)`: a folder `build(folder)` fills once per pytest run, shared by every
+    pytest-xdist worker. An expensive fixture (minutes of training) is made once even when its module's tests
+    end up on both workers, or a worker tears a module fixture down between them. Returns the folder."""
+    return lambda name, build: _built_once(tmp_path_factory, name, build)
+
+
+def _built_once(tmp_path_factory, name: str, build):
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base   # workers share the parent
+    folder = root / f"once-{name}"
+    with open(root / f"once-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)   # the other worker waits here, then finds it built
+        if not (folder / ".built").exists():
+            shutil.rmtree(folder, ignore_errors=True)   # left by a build that failed
+            folder.mkdir()
+            build(folder)
+            (folder / ".built").touch()
+    return folder
 
 
 @pytest.fixture
@@ -31,3 +55,14 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# Longest first: on two pytest-xdist workers the suite ends when its longest module does, so those start at once
+# (the minutes each took in CI, 2026-12-01: lnl_train 9, ray 6, pretrain_learns 8 spread over its cases, cli 5).
+SLOW_FIRST = ("test_lnl_train.py", "test_ray.py", "test_pretrain_learns.py", "test_cli.py",
+              "test_notebooks_analysis.py", "test_classroom.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FIRST)))   # stable: order within a file kept

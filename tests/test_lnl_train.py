@@ -25,12 +25,12 @@ OPTIONS = {"ce": {"optimizer": "adam"}, "coteaching": {"num_gradual": 5},
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, one_torch_thread_module):
-    root = tmp_path_factory.mktemp("lnl")
+def runs(built_once, one_torch_thread_module):
     out = {}
     for method, options in OPTIONS.items():
-        train_noisy(NOISY, method=method, method_options=options, output_dir=str(root / method))
-        out[method] = load_records(root / method)
+        folder = built_once(f"lnl-{method}", lambda f: train_noisy(
+            NOISY, method=method, method_options=options, output_dir=str(f)))   # noqa: B023 (called at once)
+        out[method] = load_records(folder)
     return out
 
 
