@@ -57,10 +57,10 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-# Longest first: on two pytest-xdist workers the suite ends when its longest module does, so those start at once
-# (the minutes each took in CI, 2026-12-01: lnl_train 9, ray 6, pretrain_learns 8 spread over its cases, cli 5).
-SLOW_FIRST = ("test_lnl_train.py", "test_ray.py", "test_pretrain_learns.py", "test_cli.py",
-              "test_notebooks_analysis.py", "test_classroom.py")
+# Longest first: `make test` hands whole modules to two pytest-xdist workers (--dist loadfile) and ends when the last
+# one does, so the longest start at once (minutes of CI, 2026-12-01: pretrain_learns 8, lnl_train 7, cli 5, ray 4.5).
+SLOW_FIRST = ("test_pretrain_learns.py", "test_lnl_train.py", "test_cli.py", "test_ray.py", "test_notebooks_analysis.py",
+              "test_classroom.py", "test_study_folder.py")
 
 
 def pytest_collection_modifyitems(items):

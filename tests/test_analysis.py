@@ -13,8 +13,6 @@ from nbstudy.errors import NbstudyError
 from nbstudy.plain import jsonable
 from nbstudy.synthetic import make_synthetic
 
-# pytest -n: this module's tests share an expensive module fixture, so one worker runs them all
-pytestmark = pytest.mark.xdist_group("analysis")
 
 
 @pytest.fixture(scope="module")

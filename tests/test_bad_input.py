@@ -18,8 +18,6 @@ from PIL import Image
 from nbstudy.cli import main
 from stub_notebooks import write_stubs
 
-# pytest -n: this module's tests share an expensive module fixture, so one worker runs them all
-pytestmark = pytest.mark.xdist_group("bad_input")
 
 STUDY = {"name": "s", "dataset": {"name": "synthetic", "resolution": 32},
          "pretrain": {"methods": ["simclr"], "epochs": 1},

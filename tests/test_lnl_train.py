@@ -13,8 +13,6 @@ import pytest
 
 from nbstudy.lnl import load_records, train_noisy
 
-# pytest -n: this module's tests share an expensive module fixture, so one worker runs them all
-pytestmark = pytest.mark.xdist_group("lnl_train")
 
 EPOCHS = 14
 NOISY = dict(dataset_options=dict(num_classes=4, per_class=150, test_per_class=250), resolution=32,

@@ -18,8 +18,6 @@ from analysis_fixtures import make_study
 from nbstudy import figures, noise
 from nbstudy.analysis import filter_measures, runs, stats
 
-# pytest -n: this module's tests share an expensive module fixture, so one worker runs them all
-pytestmark = pytest.mark.xdist_group("notebooks_analysis")
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 ANALYSIS = {"10_filters": "filters", "11_loss_distributions": "loss_distributions", "12_separation": "separation",

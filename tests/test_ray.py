@@ -13,8 +13,6 @@ import yaml
 from nbstudy.cli import main
 from stub_notebooks import TRAIN_BODY, write_stubs
 
-# pytest -n: this module's tests share an expensive module fixture, so one worker runs them all
-pytestmark = pytest.mark.xdist_group("ray")
 
 ROOT = Path(__file__).resolve().parent.parent
 

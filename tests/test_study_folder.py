@@ -17,8 +17,6 @@ from nbstudy import study as studies
 from nbstudy.cli import main
 from stub_notebooks import write_stubs
 
-# pytest -n: this module's tests share an expensive module fixture, so one worker runs them all
-pytestmark = pytest.mark.xdist_group("study_folder")
 
 SLOW_TRAIN = """
 import time

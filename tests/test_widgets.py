@@ -10,8 +10,6 @@ from nbstudy.analysis import runs
 from nbstudy.errors import NbstudyError
 from nbstudy.synthetic import make_synthetic
 
-# pytest -n: this module's tests share an expensive module fixture, so one worker runs them all
-pytestmark = pytest.mark.xdist_group("widgets")
 
 
 @pytest.fixture(scope="module")
