@@ -107,7 +107,7 @@ class Context:
     noise_rate: float
     gen: torch.Generator        # augmentation and permutations, on the device
     rng: np.random.Generator    # host-side draws (MixMatch's lambda)
-    _loss_cache: dict = field(default_factory=dict)
+    _logits_cache: dict = field(default_factory=dict)
     _train_idx_t: torch.Tensor | None = None
 
     def view(self, x: torch.Tensor) -> torch.Tensor:
@@ -133,17 +133,21 @@ class Context:
             return predict(net, self.images if images is None else images, self.mean, self.std, self.device,
                            batch_size=max(256, self.batch_size), indices=indices)
 
-    def train_losses(self, k: int) -> np.ndarray:
-        """Per-sample CE of network k on the un-augmented training images (aligned with train_idx).
+    def train_logits(self, k: int) -> torch.Tensor:
+        """Un-augmented logits (len(train_idx), K) of network k on the training images, on the CPU.
 
         Cached until the networks next change (the loop calls `weights_changed`),
-        so the loss recorded after an epoch is reused by DivideMix's next division.
-        """
-        if k not in self._loss_cache:
-            logits = self.logits(self.nets[k], indices=self.train_idx)
-            y = torch.from_numpy(self.labels[self.train_idx])
-            self._loss_cache[k] = F.cross_entropy(logits, y, reduction="none").numpy()
-        return self._loss_cache[k]
+        so the pass that records the losses after an epoch also serves DivideMix's
+        next division and the suspects' predictions."""
+        if k not in self._logits_cache:
+            self._logits_cache[k] = self.logits(self.nets[k], indices=self.train_idx)
+        return self._logits_cache[k]
+
+    def train_losses(self, k: int) -> np.ndarray:
+        """Per-sample CE of network k on the un-augmented training images and their (noisy) labels, aligned
+        with train_idx (from the cached `train_logits`)."""
+        y = torch.from_numpy(self.labels[self.train_idx])
+        return F.cross_entropy(self.train_logits(k), y, reduction="none").numpy()
 
     @property
     def fused(self) -> bool | None:
@@ -152,7 +156,7 @@ class Context:
         return True if self.device.type in ("cpu", "cuda") else None
 
     def weights_changed(self) -> None:
-        self._loss_cache.clear()
+        self._logits_cache.clear()
 
     def autocast(self):
         return autocast(self.device)

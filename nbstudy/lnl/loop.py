@@ -188,7 +188,7 @@ def _write_suspects(out: Path, setup: Setup, ctx: Context) -> dict:
     """suspects.csv (`nbstudy.lnl.suspects`) and how well its ranking finds the wrong labels."""
     idx, ds = setup.train_idx, setup.dataset
     suspicion = np.asarray(setup.method.suspicion(ctx), dtype=np.float64)
-    logits = [ctx.logits(net, indices=idx) for net in ctx.nets]
+    logits = [ctx.train_logits(k) for k in range(len(ctx.nets))]
     predicted = (logits[0] if setup.method.reported == "A" else sum(logits)).argmax(1).numpy()
     wrong = setup.noise_mask[idx] if setup.mask_known else None
     suspects.write(out, idx, suspicion, setup.noisy_labels[idx], predicted, ds.class_names, ds.train_files, wrong)
