@@ -135,7 +135,8 @@ def load_dataset(name: str, data_path: str | None = None, resolution: int | None
 
 def accepted_options(name: str) -> list:
     """The options data set `name` takes: its loader's keyword-only arguments, then `labels`."""
-    return [p.name for p in inspect.signature(DATASETS[name]).parameters.values() if p.kind == p.KEYWORD_ONLY] + ["labels"]
+    loader = inspect.signature(DATASETS[name]).parameters.values()
+    return [p.name for p in loader if p.kind == p.KEYWORD_ONLY] + ["labels"]
 
 
 def check_labels(ds: Dataset) -> Dataset:

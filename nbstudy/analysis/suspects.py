@@ -18,6 +18,10 @@ from nbstudy.errors import NbstudyError
 from nbstudy.lnl import label_issues, suspects
 
 
+class WrongLabelsUnknown(NbstudyError):
+    """The study's runs trained on given labels with no planted noise: nothing to score a ranking against."""
+
+
 @functools.lru_cache(maxsize=32)
 def _table(run_dir: str) -> pd.DataFrame:
     return suspects.read(run_dir)
@@ -45,13 +49,14 @@ def precision_at_k(study: R.Study, noise_rate=None, noise_kind=None, seed=None, 
             raise NbstudyError(f"{run['run_dir']} has no suspects.csv (a run of an older nbstudy): run the study "
                                "again to redo it") from None
         if table["wrong_label"].isna().all():
-            raise NbstudyError(f"{run['run']} trained on given labels with no planted noise: which labels are wrong "
-                               "is unknown, so precision@k cannot be measured; its suspects.csv is the list to check")
+            raise WrongLabelsUnknown(f"{run['run']} trained on given labels with no planted noise: which labels are "
+                                     "wrong is unknown, so precision@k cannot be measured; its suspects.csv is the "
+                                     "list to check")
         wrong = table["wrong_label"].astype(bool).to_numpy()
-        wrong_fraction, k_mark = float(wrong.mean()), suspects.scores(table["suspicion"].to_numpy(), wrong)["suspects_k"]
+        scored = suspects.scores(table["suspicion"].to_numpy(), wrong)
+        wrong_fraction, k_mark = float(wrong.mean()), scored["suspects_k"]
         curves.append(_curve(run["method"], run["init"], wrong))
-        summary.append({"ranker": run["method"], "init": run["init"], **_summary(table["suspicion"].to_numpy(),
-                                                                                  wrong)})
+        summary.append(_summary(run["method"], run["init"], scored))
     if baseline:
         data = dataset if dataset is not None else R.study_dataset(study)
         for init in study.choices("init"):
@@ -59,10 +64,10 @@ def precision_at_k(study: R.Study, noise_rate=None, noise_kind=None, seed=None, 
             if found.empty:
                 continue
             records = R.read_run(found.iloc[0]["run_dir"])
-            result = label_issues.baseline_for_run(records, data)
+            result = label_issues.baseline_for_run(records, data)   # scored on the run's wrong-label mask
             wrong = records["noise_mask"][records["train_indices"]]
             curves.append(_curve("cleanlab", init, wrong[suspects.ranking(result["suspicion"])]))
-            summary.append({"ranker": "cleanlab", "init": init, **_summary(result["suspicion"], wrong)})
+            summary.append(_summary("cleanlab", init, result))
     return {**g, "wrong_fraction": wrong_fraction, "k_mark": k_mark,
             "curves": pd.concat(curves, ignore_index=True), "summary": pd.DataFrame(summary)}
 
@@ -72,9 +77,7 @@ def scores_if_known(study: R.Study, baseline: bool = True, dataset=None) -> dict
     are unknown (given labels with no planted noise): then the suspects lists are all there is to show."""
     try:
         return precision_at_k(study, baseline=baseline, dataset=dataset)
-    except NbstudyError as e:
-        if "which labels are wrong is unknown" not in str(e):
-            raise
+    except WrongLabelsUnknown as e:
         print(e)
         return None
 
@@ -97,9 +100,10 @@ def _curve(ranker: str, init: str, wrong_ranked) -> pd.DataFrame:
                          "precision": precision})
 
 
-def _summary(suspicion, wrong) -> dict:
-    s = suspects.scores(suspicion, wrong)
-    return {"precision_at_k": s["suspects_precision_at_k"], "auc": s["suspects_auc"]}
+def _summary(ranker: str, init: str, scored: dict) -> dict:
+    """A summary row from `suspects.scores`."""
+    return {"ranker": ranker, "init": init, "precision_at_k": scored["suspects_precision_at_k"],
+            "auc": scored["suspects_auc"]}
 
 
 def top_suspects(study: R.Study, method: str, init: str, noise_rate=None, noise_kind=None, seed=None,
