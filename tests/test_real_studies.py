@@ -1,0 +1,53 @@
+"""The real-data study files (BreastMNIST, RetinaMNIST, PathMNIST; CPU- and GPU-sized) pass `--dry-run`, run from
+a folder whose data/ holds a small cut of each set (tests/data/README.md; PathMNIST: made-up pixels in its
+layout, which is all a dry run reads), and are the size they say."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nbstudy.cli import main
+from nbstudy.study import expand, load_study
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parent / "data"
+CPU, GPU = ["breastmnist", "retinamnist"], ["breastmnist_gpu", "retinamnist_gpu", "pathmnist"]
+
+
+@pytest.fixture
+def data_folder(tmp_path, monkeypatch):
+    """A working folder whose data/ holds what the study files name, as a user would put it there."""
+    (tmp_path / "data").mkdir()
+    shutil.copy(DATA / "breastmnist_mini.npz", tmp_path / "data" / "breastmnist_28.npz")
+    shutil.copy(DATA / "retinamnist_mini.npz", tmp_path / "data" / "retinamnist_28.npz")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "data" / "pathmnist_64.npz",
+             **{f"{s}_images": rng.integers(0, 256, (18, 64, 64, 3), dtype=np.uint8) for s in ("train", "val", "test")},
+             **{f"{s}_labels": np.arange(18).reshape(-1, 1) % 9 for s in ("train", "val", "test")})
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize("name", CPU + GPU)
+def test_real_data_study_file_passes_a_dry_run(name, data_folder, capsys):
+    assert main(["study", str(ROOT / "parameters" / f"{name}.yaml"), "--dry-run", "--out", "out"]) == 0
+    out = capsys.readouterr().out
+    assert f"study {name}:" in out and "todo  train/random-ce-" in out and "analysis/results" in out
+
+
+@pytest.mark.parametrize("name", CPU + GPU)
+def test_real_data_study_file_is_the_size_it_says(name):
+    study = load_study(ROOT / "parameters" / f"{name}.yaml")
+    train = study["train"]
+    assert {"random", "simclr", "rotation"} <= set(train["inits"])
+    assert set(train["methods"]) == {"ce", "coteaching", "dividemix"} and len(train["noise_rates"]) >= 2
+    pretrain = [m["epochs"] for m in study["pretrain"]["methods"].values()]
+    epochs = [m["epochs"] for m in train["methods"].values()]
+    if name in CPU:   # a new user's 2-core CPU, under ~30 minutes: the imagenet stem, short runs, 2 seeds
+        assert study["dataset"]["stem"] == "imagenet" and max(pretrain) <= 30 and max(epochs) <= 15
+        assert len(train["seeds"]) >= 2 and len([r for r in expand(study, "/tmp/o/x", "/tmp/nb")]) <= 40
+    else:             # the study's kind of schedule: hundreds of pretraining epochs, ~100 noisy-label epochs
+        assert study["dataset"]["stem"] in ("small", "auto") and min(pretrain) >= 200 and min(epochs) >= 100
+        assert len(train["seeds"]) >= 3 and 0.0 in train["noise_rates"]
