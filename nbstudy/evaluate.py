@@ -36,3 +36,18 @@ def classification_metrics(y_true, y_pred) -> dict:
         "balanced_acc": float(balanced_accuracy_score(y_true, y_pred)),
         "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
     }
+
+
+def confusion(y_true, y_pred, num_classes: int) -> dict:
+    """Confusion matrix and per-class recall of class predictions.
+
+    y_true, y_pred: (N,) class indices in [0, num_classes). Returns {"confusion": (K, K) counts, row = true class,
+    column = predicted class, as nested lists of ints; "recall": (K,) share of each true class predicted as
+    itself, None for a class with no images}.
+    """
+    k = int(num_classes)
+    counts = np.zeros((k, k), dtype=np.int64)
+    np.add.at(counts, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
+    totals = counts.sum(1)
+    recall = [float(counts[i, i] / totals[i]) if totals[i] else None for i in range(k)]
+    return {"confusion": counts.tolist(), "recall": recall}

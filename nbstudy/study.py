@@ -392,14 +392,18 @@ def analysis_runs(analysis: dict, study_dir) -> list[Run]:
 
 
 def write_results(study_dir, runs: list[Run], statuses: dict) -> Path:
-    """Write <study_dir>/results.csv atomically: one row per training run, its grid and its final metrics."""
+    """Write <study_dir>/results.csv atomically: one row per training run, its grid and its final metrics, and
+    the k-NN probe of its init's pretraining beside the same network's at random init (`init_probe_acc`,
+    `random_probe_acc`; empty for random init)."""
+    from nbstudy.analysis.runs import init_probes
     rows = []
     for run in runs:
         if run.stage != "train":
             continue
         row = {"run": run.name, "status": statuses[run.name], **run.grid}
         if row["status"] == "finished":
-            row.update(json.loads((run.folder / "metrics.json").read_text())["final"])
+            metrics = json.loads((run.folder / "metrics.json").read_text())
+            row.update(metrics["final"], **init_probes(metrics))
         rows.append({k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in row.items()})
     columns = list(dict.fromkeys(k for row in rows for k in row))
     text = io.StringIO()

@@ -193,7 +193,9 @@ METRIC_LABELS = {"best_acc": "BEST", "last_acc": "LAST", "val_pick_acc": "noisy-
 
 def accuracy_vs_noise(data: dict) -> Figure:
     """Columns: methods. Test metric (%) against the noise rate, one colour per init, one line style per metric;
-    mean over seeds, bars = standard deviation. `data`: `runs.accuracy_data`."""
+    mean over seeds, bars = standard deviation. Grey lines: the levels reached without learning (`data["levels"]`,
+    `runs.class_levels`, when recorded): always answering the majority class (dashed) and chance, 1 / K (dotted;
+    also the balanced accuracy of any constant answer). `data`: `runs.accuracy_data`."""
     long = data["runs"].assign(metric=lambda d: d.metric.map(lambda m: METRIC_LABELS.get(m, m)))
     methods = data["methods"]
     fig = Figure(figsize=(4.2 * len(methods), 3.6), layout="constrained")
@@ -202,11 +204,45 @@ def accuracy_vs_noise(data: dict) -> Figure:
         sns.lineplot(long[long.method == method], x="noise_rate", y="percent", hue="init",
                      hue_order=data["inits"], style="metric", markers=True, errorbar="sd",
                      err_style="bars", ax=ax, legend=ax is axes[-1])
+        for level in chance_lines(data.get("levels")):
+            ax.axhline(level["percent"], color="grey", ls=level["ls"], lw=1)
+            ax.annotate(level["label"], (0.02, level["percent"]), xycoords=("axes fraction", "data"), fontsize=7,
+                        color="grey", va="bottom")
         ax.set_title(method)
         ax.set_xlabel("noise rate")
         ax.set_ylabel("test metric (%)")
     sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1, 1), fontsize=8)
     fig.suptitle(titled(f"Test metrics against the noise rate ({data['noise_kind']} noise)", data["synthetic"]))
+    return fig
+
+
+def chance_lines(levels: dict | None) -> list[dict]:
+    """The accuracy levels reached without learning, to draw: [{"percent", "label", "ls"}] for the majority class
+    and chance (`runs.class_levels`); none when not recorded."""
+    if not levels:
+        return []
+    return [{"percent": 100 * levels["majority"], "ls": "--",
+             "label": f"majority class ({levels['majority_class']}) {100 * levels['majority']:.1f}%"},
+            {"percent": 100 * levels["chance"], "ls": ":", "label": f"chance 1/{len(levels['class_names'])}"}]
+
+
+def confusion_figure(data: dict) -> Figure:
+    """Left: the test confusion matrix of one run (counts; row = true class, column = predicted), right: its
+    per-class recall (%). `data`: `runs.confusion_data`."""
+    names = [_short(n) for n in data["class_names"]]
+    k = len(names)
+    fig = Figure(figsize=(4 + 0.5 * k + 3.5, 1.2 + 0.45 * k), layout="constrained")
+    left, right = fig.subplots(1, 2, width_ratios=[1.3, 1])
+    sns.heatmap(data["confusion"], annot=k <= 12, fmt="d", cmap="Blues", cbar=False, square=True,
+                xticklabels=names, yticklabels=names, ax=left, annot_kws={"fontsize": 8})
+    left.set_xlabel("predicted class")
+    left.set_ylabel("true class")
+    right.barh(names, 100 * data["recall"], color="tab:blue")
+    right.invert_yaxis()
+    right.set_xlim(0, 100)
+    right.set_xlabel("recall (%)")
+    fig.suptitle(titled(f"Test predictions at the last epoch: {data['init']} init, {data['method']}, "
+                        f"{data['noise_kind']} {data['noise_rate']:g}, seed {data['seed']}", data["synthetic"]))
     return fig
 
 

@@ -402,7 +402,44 @@ def accuracy_data(study: Study, metrics=("best_acc", "last_acc"), noise_kind=Non
                                                value_vars=list(metrics), var_name="metric", value_name="percent")
     long["percent"] = long["percent"].astype(float) * 100
     return {"noise_kind": kind, "synthetic": study.synthetic, "inits": study.choices("init"),
-            "methods": study.choices("method"), "runs": long}
+            "methods": study.choices("method"), "runs": long, "levels": class_levels(study)}
+
+
+def class_levels(study: Study) -> dict | None:
+    """The class priors of the study's data set and the accuracy they give without learning, from its first run
+    that recorded a test confusion matrix (runs of before 2026-12 did not: None).
+
+    Keys: "class_names"; "train_prior" and "test_prior" ((K,) fractions: the clean labels of every training image,
+    the noisy-validation share included, and the test labels); "chance" (1 / K, guessing uniformly; also the
+    balanced accuracy of any constant answer) and "majority" (test accuracy of always answering the most frequent
+    training class, "majority_class")."""
+    if "confusion" not in study.runs:
+        return None
+    recorded = study.runs[study.runs.confusion.map(lambda c: isinstance(c, list))]
+    if recorded.empty:
+        return None
+    records = read_run(recorded.iloc[0]["run_dir"])
+    k, names = records["dataset"]["num_classes"], list(records["dataset"]["class_names"])
+    test = np.asarray(recorded.iloc[0]["confusion"]).sum(1)
+    train = np.bincount(records["clean_labels"], minlength=k)
+    top = int(np.argmax(train))
+    return {"class_names": names, "train_prior": train / train.sum(), "test_prior": test / test.sum(),
+            "chance": 1 / k, "majority": float(test[top] / test.sum()), "majority_class": names[top]}
+
+
+def confusion_data(study: Study, **where) -> dict:
+    """The test confusion matrix and per-class recall at the last epoch of the first run matching `where` (grid
+    values, None = any). Keys: "run", the grid values, "class_names", "confusion" ((K, K) counts, row = true
+    class, column = predicted), "recall" ((K,) fractions, NaN for a class with no test image), "synthetic"."""
+    run = find_run(study, **where)
+    if not isinstance(run.get("confusion"), list):
+        raise NbstudyError(f"{run['run']} recorded no confusion matrix (a run of before 2026-12): run it again "
+                           "with this version of nbstudy")
+    names = list(read_run(run["run_dir"])["dataset"]["class_names"])
+    return {"run": run["run"], **{c: run[c] for c in GRID}, "class_names": names,
+            "confusion": np.asarray(run["confusion"]),
+            "recall": np.array([np.nan if r is None else r for r in run["recall"]], dtype=float),
+            "synthetic": study.synthetic}
 
 
 def measured_noise(study: Study) -> dict:

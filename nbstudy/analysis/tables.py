@@ -6,8 +6,11 @@ marked (bold), since the question is which initialisation helps a given method.
 Each noise rate's column is labelled with the fraction of labels its runs
 actually made wrong ("0.8" over "37% wrong"): with few classes, symmetric noise
 makes far fewer wrong than its nominal rate. `differences` gives SSL init
-minus random init with confidence intervals (`nbstudy.analysis.stats`), and
-`pretraining` each SSL init's k-NN probe against random init's.
+minus random init with confidence intervals (`nbstudy.analysis.stats`),
+`pretraining` each SSL init's k-NN probe against random init's, `class_priors`
+the training and test class shares side by side and `class_recall` the
+per-class test recall. Captions of accuracy tables give the levels reached
+without learning: the majority class's share of the test set, and chance.
 """
 
 from __future__ import annotations
@@ -89,8 +92,69 @@ def results_table(study: R.Study, metrics: dict | None = None, noise_kind=None,
     seeds = runs.groupby(["method", "init", "noise_rate"]).seed.nunique()
     n = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
     title = titled(f"{what}, {kind} noise: mean ± std over {n} seed(s); "
-                   "bold = best init per method and column", study.synthetic)
+                   f"bold = best init per method and column{levels_note(R.class_levels(study))}{probes_note(study)}",
+                   study.synthetic)
     return ResultsTable(table("mean"), table("std"), title, actual_wrong(runs))
+
+
+def levels_note(levels: dict | None) -> str:
+    """'. Without learning: ...' for a caption: the accuracy of always answering the majority class and of
+    chance (`runs.class_levels`); empty when not recorded."""
+    if not levels:
+        return ""
+    return (f". Without learning: always answering the majority class ({levels['majority_class']}) scores "
+            f"{100 * levels['majority']:.1f}% accuracy on the test set, chance (1/{len(levels['class_names'])}) "
+            f"{100 * levels['chance']:.1f}%, the balanced accuracy of any constant answer")
+
+
+def probes_note(study: R.Study) -> str:
+    """'. k-NN probe after pretraining: simclr 71.0% (random init 52.0%), ...' for a caption, an init whose probe
+    ended below random init's marked as kept apart from the answer; empty when no SSL init recorded one."""
+    probes = R.pretraining_probes(study)
+    probes = probes[probes.probe_acc.notna() & probes.random_probe_acc.notna()]
+    if probes.empty:
+        return ""
+    said = [f"{r.init} {100 * r.probe_acc:.1f}% (random init {100 * r.random_probe_acc:.1f}%"
+            + ("; below it: kept apart from the answer)" if S.fell_short(r.helped) else ")")
+            for r in probes.itertuples()]
+    return ". k-NN probe after pretraining: " + ", ".join(said)
+
+
+def class_priors(study: R.Study) -> Styler:
+    """Each class's share of the training labels (clean, before noise) and of the test labels, side by side (%): a
+    prior shift between them moves test accuracy by itself (LAST < BEST even without noise), which is not
+    memorisation."""
+    levels = R.class_levels(study)
+    if levels is None:
+        raise NbstudyError(f"no run in {study.dir} recorded its test confusion matrix (runs of before 2026-12): "
+                           "run the study again with this version of nbstudy to get the class priors")
+    table = pd.DataFrame({"train (%)": 100 * levels["train_prior"], "test (%)": 100 * levels["test_prior"]},
+                         index=pd.Index(levels["class_names"], name="class"))
+    table["test - train (points)"] = table["test (%)"] - table["train (%)"]
+    return (table.style.format("{:.1f}").set_caption(titled("Class priors: training labels (clean) against test "
+                                                            "labels", study.synthetic)))
+
+
+def class_recall(study: R.Study, noise_kind=None) -> Styler:
+    """Per-class test recall at the last epoch (%), mean over seeds: rows method x init, columns noise rate x
+    class, for one noise kind (default: the study's first). Runs that recorded no recall are left out."""
+    kind = R.grid_defaults(study, noise_kind=noise_kind)["noise_kind"]
+    runs = R.select(study, noise_kind=kind)
+    runs = runs[runs.get("recall", pd.Series(None, index=runs.index)).map(lambda r: isinstance(r, list))]
+    levels = R.class_levels(study)
+    if runs.empty or levels is None:
+        raise NbstudyError(f"no run in {study.dir} recorded per-class recall (runs of before 2026-12): run the "
+                           "study again with this version of nbstudy")
+    names = levels["class_names"]
+    recall = pd.DataFrame([[np.nan if v is None else 100 * v for v in r] for r in runs.recall],
+                          columns=pd.Index(names, name="class"), index=runs.index)
+    long = pd.concat([runs[["method", "init", "noise_rate"]], recall], axis=1)
+    table = long.groupby(["method", "init", "noise_rate"], sort=False)[names].mean().unstack("noise_rate")
+    table = table.reorder_levels([1, 0], axis=1).reindex(
+        columns=pd.MultiIndex.from_product([sorted(runs.noise_rate.unique()), names], names=["noise rate", "class"]))
+    return (table.style.format("{:.1f}", na_rep="").format_index(lambda r: f"{r:g}", axis="columns", level=0)
+            .set_caption(titled(f"Per-class test recall at the last epoch (%), {kind} noise, mean over seeds; a "
+                                "class near 0 is one the network gave up on", study.synthetic)))
 
 
 def actual_wrong(runs: pd.DataFrame) -> dict:

@@ -26,6 +26,7 @@ from sklearn.metrics import roc_auc_score
 
 from nbstudy.checkpoint import atomic_write
 from nbstudy.errors import NbstudyError
+from nbstudy.evaluate import confusion
 from nbstudy.plain import jsonable
 
 METRICS_FILE = "metrics.json"
@@ -87,8 +88,14 @@ def summarize(history: list[dict], reported: str, actual_noise_rate: float, trai
 
 
 def write_run(out: Path, setup, ctx, state: dict, final: dict) -> None:
-    """A finished run's records: `setup` (`base.Setup`), the loop's `ctx` and `state`, the `final` summary."""
+    """A finished run's records: `setup` (`base.Setup`), the loop's `ctx` and `state`, the `final` summary.
+
+    The final networks' test predictions (the reported network, or the ensemble's summed logits) go in as
+    `test_predictions`, their confusion matrix and per-class recall (the LAST epoch's) into `final`."""
     ds = setup.dataset
+    logits = [ctx.logits(net, images=ds.test_images) for net in ctx.nets]
+    test_pred = (logits[0] if setup.method.reported == "A" else sum(logits)).argmax(1).numpy()
+    final = {**final, **confusion(ds.test_labels, test_pred, ds.num_classes)}
     metrics = {
         "format": "nbstudy-train-records/1",
         "params": setup.params,
@@ -113,6 +120,7 @@ def write_run(out: Path, setup, ctx, state: dict, final: dict) -> None:
         **({"noise_mask": setup.noise_mask} if setup.mask_known else {}),
         "train_indices": setup.train_idx,
         "val_indices": setup.val_idx,
+        "test_predictions": test_pred.astype(np.int64),
         "record_epochs": np.asarray(state["record_epochs"], dtype=np.int64),
         "losses": np.stack(state["losses"]),      # the last epoch is always recorded
         "selection": np.stack(state["selection"]),
