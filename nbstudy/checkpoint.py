@@ -1,10 +1,11 @@
 """Saving and loading: atomic writes, and backbone checkpoints that load strictly.
 
 A backbone checkpoint is a dict saved with torch.save:
-``{"format": "nbstudy-backbone/1", "arch": "resnet18", "small_stem": bool,
+``{"format": "nbstudy-backbone/1", "arch": "resnet18" | "resnet50" | "vit_tiny", "small_stem": bool,
 "resolution": int, "backbone": state_dict, ...metadata}`` (method, hparams,
 dataset, epochs done, loss history, probe accuracy: whatever the writer adds).
-Loading checks the architecture, stem and resolution before the weights, and
+Loading checks the architecture (checkpoints of before the other backbones say
+resnet18, and are), stem and resolution before the weights, and
 loads the weights with strict key checking: a mismatch is an error, never a
 silently half-loaded network.
 """
@@ -51,8 +52,8 @@ def save_atomic(obj, path) -> Path:
 def save_backbone(path, backbone: nn.Module, resolution: int, **metadata) -> Path:
     """Write a backbone checkpoint (weights on the CPU plus the metadata given)."""
     state = {k: v.detach().cpu() for k, v in backbone.state_dict().items()}
-    ckpt = {"format": FORMAT, "arch": "resnet18", "small_stem": bool(getattr(backbone, "small_stem", False)),
-            "resolution": int(resolution), "backbone": state, **metadata}
+    ckpt = {"format": FORMAT, "arch": getattr(backbone, "arch", "resnet18"),
+            "small_stem": bool(getattr(backbone, "small_stem", False)), "resolution": int(resolution), "backbone": state, **metadata}
     return save_atomic(ckpt, path)
 
 
@@ -74,8 +75,10 @@ def load_backbone(backbone: nn.Module, path, resolution: int | None = None) -> d
     """Load a checkpoint's weights into `backbone` strictly; return the checkpoint's metadata."""
     ckpt = load_checkpoint(path)
     stem = bool(getattr(backbone, "small_stem", False))
-    if ckpt.get("arch") != "resnet18":
-        raise NbstudyError(f"checkpoint {path} holds a {ckpt.get('arch')!r} backbone, not resnet18")
+    arch = getattr(backbone, "arch", "resnet18")
+    if ckpt.get("arch") != arch:
+        raise NbstudyError(f"checkpoint {path} holds a {ckpt.get('arch')} backbone but this run builds a {arch}: set "
+                           f"backbone: {ckpt.get('arch')} to use it, or pretrain a {arch}")
     if ckpt["small_stem"] != stem:
         want = "small (3x3, no max-pool)" if stem else "imagenet (7x7 + max-pool)"
         raise NbstudyError(f"checkpoint {path} was pretrained with the other stem; this run uses the {want} stem: "
@@ -85,7 +88,7 @@ def load_backbone(backbone: nn.Module, path, resolution: int | None = None) -> d
                            "use the same resolution")
     missing, unexpected = _key_diff(backbone.state_dict(), ckpt["backbone"])
     if missing or unexpected:
-        raise NbstudyError(f"checkpoint {path} does not fit a resnet18 backbone: {len(missing)} missing keys "
+        raise NbstudyError(f"checkpoint {path} does not fit a {arch} backbone: {len(missing)} missing keys "
                            f"(e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]})")
     try:
         backbone.load_state_dict(ckpt["backbone"], strict=True)

@@ -34,7 +34,7 @@ import numpy as np
 from nbstudy.checkpoint import atomic_write
 from nbstudy.data import DATASETS
 from nbstudy.errors import NbstudyError
-from nbstudy.models import STEMS
+from nbstudy.models import BACKBONES, STEMS
 from nbstudy.plain import plain
 
 
@@ -161,9 +161,21 @@ def data_params() -> dict:
         "data_seed": Param(0, seed(), "the dataset's draw, split and subsample, the same for every run of a "
                            "study (not the run's seed)"),
         "resolution": Param(32, optional(whole(8), "the data's own"), "image side in pixels, 224 in the paper (None: the data's own)"),
-        "stem": Param("auto", one_of(*STEMS), "ResNet18 stem: auto (3x3, no max-pool, up to 64 px), imagenet, "
-                      "small"),
+        "stem": Param("auto", one_of(*STEMS), "ResNet stem: auto (3x3, no max-pool, up to 64 px), imagenet, "
+                      "small; a ViT ignores it"),
+        "backbone": Param("resnet18", one_of(*BACKBONES), "network: resnet18 (the study's), resnet50, vit_tiny "
+                          "(docs/backbones.md)"),
     }
+
+
+# Parameters added after runs were named, with the value every earlier run had: at that value they are left
+# out of a run's name and resume key (`named`), so earlier runs keep their names and still resume.
+LATER = {"backbone": "resnet18"}
+
+
+def named(params: dict) -> dict:
+    """`params` less the `LATER` parameters that have their earlier value: what names a run and keys its resume."""
+    return {k: v for k, v in params.items() if k not in LATER or v != LATER[k]}
 
 
 def defaults(table: dict) -> dict:

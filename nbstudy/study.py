@@ -38,7 +38,7 @@ from nbstudy.lnl.params import RUN_ONLY as TRAIN_RUN_ONLY
 from nbstudy.lnl.params import noise_rate_warning
 from nbstudy.lnl.params import resolve as resolve_train
 from nbstudy.lnl.registry import METHODS as TRAIN_METHODS
-from nbstudy.params import Check, is_real
+from nbstudy.params import Check, is_real, named
 from nbstudy.pretrain.params import PARAMS as PRETRAIN_PARAMS
 from nbstudy.pretrain.params import RUN_ONLY as PRETRAIN_RUN_ONLY
 from nbstudy.pretrain.params import resolve as resolve_pretrain
@@ -51,10 +51,12 @@ STAGE_PARAMS = {"pretrain": PRETRAIN_PARAMS, "train": TRAIN_PARAMS}
 DATASET_KEYS = {"name": "dataset", "data_path": "data_path", "options": "dataset_options", "resolution": "resolution",
                 "stem": "stem", "seed": "data_seed"}
 TOP_KEYS = ("device", "torch_compile")
+# The grid axis both stages share (pretraining runs are per backbone too): a top-level list of `backbone`.
+BACKBONES_KEY = "backbones"
 # Training parameters that are grid axes: a list each, under the plural name.
 GRID_AXES = {"inits": "init", "noise_kinds": "noise_kind", "noise_rates": "noise_rate", "seeds": "seed"}
 # Set by the runner, never by a stage section (and in training the grid axes, each a list of its own).
-NOT_STAGE_KEYS = {*DATASET_KEYS.values(), *TOP_KEYS, "method", "method_options", "output_dir"}
+NOT_STAGE_KEYS = {*DATASET_KEYS.values(), *TOP_KEYS, "backbone", "method", "method_options", "output_dir"}
 RESOURCES = ("num_cpus", "num_gpus", "memory")  # what a stage's runs ask Ray for (--executor ray)
 NEEDS_DATA_PATH = ("nct_crc_he", "covid_qu_ex", "image_folder")  # medmnist can download into a new folder
 
@@ -134,7 +136,8 @@ def check_study(raw, where: str = "study") -> dict:
     nothing that passes here (and `--dry-run`) fails a run for a parameter reason.
     """
     study = _fill(raw, {"name": REQUIRED, "device": TRAIN_PARAMS["device"].default,
-                        "torch_compile": TRAIN_PARAMS["torch_compile"].default, "dataset": REQUIRED, "pretrain": None,
+                        "torch_compile": TRAIN_PARAMS["torch_compile"].default, "dataset": REQUIRED,
+                        BACKBONES_KEY: [TRAIN_PARAMS["backbone"].default], "pretrain": None,
                         "train": REQUIRED, "analysis": [], "resources": {}}, where)
     study["name"] = str(study["name"])
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", study["name"]):
@@ -142,6 +145,9 @@ def check_study(raw, where: str = "study") -> dict:
     for key in TOP_KEYS:
         study[key] = _checked(where, TRAIN_PARAMS[key], key, study[key])
     study["dataset"] = _check_dataset(study["dataset"], f"{where}: dataset")
+    study[BACKBONES_KEY] = _as_list([_checked(f"{where}: {BACKBONES_KEY}", TRAIN_PARAMS["backbone"], "backbone", v)
+                                     for v in _as_list(study[BACKBONES_KEY], f"{where}: {BACKBONES_KEY}")],
+                                    f"{where}: {BACKBONES_KEY}")
     pretrain = {} if study["pretrain"] is None else _stage(study["pretrain"], "pretrain", {}, f"{where}: pretrain")
     study["pretrain"] = {"methods": pretrain}
     study["train"] = _check_train(study["train"], list(pretrain), f"{where}: train")
@@ -315,25 +321,33 @@ def expand(study: dict, study_dir, notebooks, where: str = "study") -> list[Run]
         if labels.is_file():   # edited labels are new runs, not finished ones (a missing file fails the data check)
             salt["labels_sha256"] = hashlib.sha256(labels.read_bytes()).hexdigest()
 
-    pretrain = {}
-    for method, values in study["pretrain"]["methods"].items():
+    pretrain = {}   # {(method, backbone): its run}: each backbone is pretrained by each method
+    for backbone, (method, values) in itertools.product(study[BACKBONES_KEY], study["pretrain"]["methods"].items()):
         values = dict(values)
-        grid = {**data, "method": method, "method_options": values.pop("options"), **values}
-        pretrain[method] = _run("pretrain", method, grid, common, study_dir, notebooks, f"{where}: pretrain", salt=salt)
+        grid = {**data, "backbone": backbone, "method": method, "method_options": values.pop("options"), **values}
+        pretrain[method, backbone] = _run("pretrain", _shown(backbone) + method, grid, common, study_dir, notebooks,
+                                          f"{where}: pretrain", salt=salt)
 
     t = study["train"]
     runs = []
-    for init, method, kind, rate, seed in itertools.product(
-            t["inits"], t["methods"], t["noise_kinds"], t["noise_rates"], t["seeds"]):
+    for backbone, init, method, kind, rate, seed in itertools.product(
+            study[BACKBONES_KEY], t["inits"], t["methods"], t["noise_kinds"], t["noise_rates"], t["seeds"]):
         values = dict(t["methods"][method])
-        source = pretrain.get(init)
-        grid = {**data, "init": init, "init_run": source.name if source else "", "method": method,
-                "method_options": values.pop("options"), "noise_kind": kind, "noise_rate": rate, "seed": seed,
-                **values}
+        source = pretrain.get((init, backbone))
+        grid = {**data, "backbone": backbone, "init": init, "init_run": source.name if source else "",
+                "method": method, "method_options": values.pop("options"), "noise_kind": kind, "noise_rate": rate,
+                "seed": seed, **values}
         init_path = str(source.folder / "backbone.pt") if source else "random"
-        runs.append(_run("train", f"{init}-{method}-{kind}-{rate:g}-s{seed}", grid, {**common, "init": init_path},
-                         study_dir, notebooks, f"{where}: train", needs=source.name if source else None, salt=salt))
+        runs.append(_run("train", f"{_shown(backbone)}{init}-{method}-{kind}-{rate:g}-s{seed}", grid,
+                         {**common, "init": init_path}, study_dir, notebooks, f"{where}: train",
+                         needs=source.name if source else None, salt=salt))
     return [*pretrain.values(), *runs]
+
+
+def _shown(backbone: str) -> str:
+    """The run name's backbone prefix: none for the study's resnet18, so runs named before backbones keep
+    their names."""
+    return "" if backbone == TRAIN_PARAMS["backbone"].default else f"{backbone}-"
 
 
 def _run(stage, prefix, grid, given, study_dir, notebooks, where, needs=None, salt=None) -> Run:
@@ -352,8 +366,8 @@ def _run(stage, prefix, grid, given, study_dir, notebooks, where, needs=None, sa
         raise NbstudyError(f"{at}: {e}") from None
     grid = {**grid, "method_options": params["method_options"]}
     run_only = PRETRAIN_RUN_ONLY if stage == "pretrain" else TRAIN_RUN_ONLY
-    named = {**{k: v for k, v in grid.items() if k not in run_only}, **(salt or {})}
-    digest = hashlib.sha1(json.dumps(named, sort_keys=True).encode()).hexdigest()[:8]
+    identity = {**named({k: v for k, v in grid.items() if k not in run_only}), **(salt or {})}
+    digest = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
     name = f"{stage}/{prefix}-{digest}"
     folder = study_dir / name
     params["output_dir"] = str(folder)

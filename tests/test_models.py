@@ -3,7 +3,7 @@ import torch
 
 from nbstudy.checkpoint import load_backbone, save_atomic, save_backbone
 from nbstudy.errors import NbstudyError
-from nbstudy.models import FEATURE_DIM, Classifier, build_backbone, first_layer_filters, use_small_stem
+from nbstudy.models import Classifier, build_backbone, first_layer_filters, use_small_stem
 
 
 def test_stems_shapes_and_features():
@@ -12,9 +12,10 @@ def test_stems_shapes_and_features():
     assert small.conv1.kernel_size == (3, 3) and small.conv1.stride == (1, 1)
     assert isinstance(small.maxpool, torch.nn.Identity)
     x = torch.randn(2, 3, 32, 32)
-    assert big(x).shape == (2, FEATURE_DIM) and small(x).shape == (2, FEATURE_DIM)
+    assert big.feature_dim == small.feature_dim == 512
+    assert big(x).shape == (2, 512) and small(x).shape == (2, 512)
     clf = Classifier(7, small_stem=True)
-    assert clf(x).shape == (2, 7) and clf.features(x).shape == (2, FEATURE_DIM)
+    assert clf(x).shape == (2, 7) and clf.features(x).shape == (2, 512)
     assert not any(k.startswith("fc.") for k in big.state_dict())
     assert first_layer_filters(small).shape == (64, 3, 3, 3)
 

@@ -21,17 +21,18 @@ from nbstudy.checkpoint import load_backbone
 from nbstudy.errors import NbstudyError
 from nbstudy.evaluate import predict
 from nbstudy.lnl import suspects
-from nbstudy.models import build_backbone, use_small_stem
+from nbstudy.models import run_backbone
 
 FOLDS = 5
 
 
 def features(dataset, init: str = "random", stem: str = "auto", seed: int = 0, device="cpu",
-             indices=None) -> np.ndarray:
-    """(N, 512) float32 features of the frozen backbone on the un-augmented training images at `indices` (all
-    by default). init: "random" (seeded by `seed`) or the path of a pretraining run's backbone.pt."""
+             indices=None, backbone: str = "resnet18") -> np.ndarray:
+    """(N, feature_dim) float32 features of the frozen `backbone` (nbstudy.models.BACKBONES; 512 for resnet18)
+    on the un-augmented training images at `indices` (all by default). init: "random" (seeded by `seed`) or
+    the path of a pretraining run's backbone.pt (of that backbone)."""
     torch.manual_seed(seed)
-    backbone = build_backbone(use_small_stem(stem, dataset.resolution))
+    backbone = run_backbone(backbone, stem, dataset.resolution)
     if init != "random":
         load_backbone(backbone, init, dataset.resolution)
     backbone.eval().to(device)
@@ -87,7 +88,8 @@ def baseline_for_run(records: dict, dataset, init: str | None = None, device="cp
     p = records["params"]
     idx = np.asarray(records["train_indices"])
     labels = np.asarray(records["noisy_labels"])[idx]
-    feats = features(dataset, p["init"] if init is None else init, p["stem"], p["seed"], device, indices=idx)
+    feats = features(dataset, p["init"] if init is None else init, p["stem"], p["seed"], device, indices=idx,
+                     backbone=p.get("backbone", "resnet18"))   # runs of before backbones trained a resnet18
     probs = out_of_sample_probabilities(feats, labels, dataset.num_classes, p["seed"])
     wrong = records["noise_mask"][idx] if "noise_mask" in records else None
     return find_suspects(probs, labels, wrong)

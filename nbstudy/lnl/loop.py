@@ -37,8 +37,8 @@ from nbstudy.lnl import records, suspects
 from nbstudy.lnl.base import Context, Setup
 from nbstudy.lnl.params import RUN_ONLY, noise_rate_warning, resolve
 from nbstudy.lnl.registry import METHODS
-from nbstudy.models import Classifier, first_layer_filters, use_small_stem
-from nbstudy.params import save_params
+from nbstudy.models import Classifier, first_layer_filters, run_backbone
+from nbstudy.params import named, save_params
 from nbstudy.runtime import compile_model, configure, prepare_model, resolve_device, seed_everything
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -83,7 +83,7 @@ def train(setup: Setup) -> dict:
                                     suspects.SUSPECTS_FILE))
     ckpt_path = out / CHECKPOINT_FILE
     labels = hashlib.sha256(setup.noisy_labels.tobytes() + setup.train_idx.tobytes()).hexdigest()
-    key = resume.run_key(p, RUN_ONLY, labels_sha256=labels)
+    key = resume.run_key(named(p), RUN_ONLY, labels_sha256=labels)
     _refuse_other_finished_run(out, key)
     saved = resume.load_state(ckpt_path, key)
     save_params(out, p, records.PARAMS_FILE)   # after both checks: another run's folder is left as it was
@@ -148,10 +148,9 @@ def _build(setup: Setup, device) -> Context:
     """The method's networks (random or pretrained init), optimisers and random streams, seeded by the run."""
     p, ds, method = setup.params, setup.dataset, setup.method
     seed_everything(p["seed"])
-    small = use_small_stem(p["stem"], ds.resolution)
     nets = []
     for _ in range(method.networks):
-        net = Classifier(ds.num_classes, small_stem=small)
+        net = Classifier(ds.num_classes, backbone=run_backbone(p["backbone"], p["stem"], ds.resolution))
         if p["init"] != "random":
             load_backbone(net.backbone, p["init"], ds.resolution)
         nets.append(compile_model(prepare_model(net, device), p["torch_compile"]))
@@ -160,7 +159,7 @@ def _build(setup: Setup, device) -> Context:
                   train_idx=setup.train_idx, num_classes=ds.num_classes, mean=mean, std=std, device=device,
                   batch_size=p["batch_size"] or method.batch_size, epochs=p["epochs"],
                   lr=p["lr"] if p["lr"] is not None else method.lr, seed=p["seed"], options=setup.options,
-                  noise_kind=p["noise_kind"], noise_rate=p["noise_rate"],
+                  noise_kind=p["noise_kind"], noise_rate=p["noise_rate"], class_weights=p["class_weights"],
                   gen=torch.Generator(device=device).manual_seed(p["seed"]), rng=np.random.default_rng([p["seed"], 2]))
     ctx.optimizers = method.optimizers(ctx)
     return ctx
@@ -198,9 +197,10 @@ def _write_suspects(out: Path, setup: Setup, ctx: Context) -> dict:
 def _refuse_other_finished_run(out: Path, key: dict) -> None:
     """A finished run of other parameters in output_dir is never overwritten; one of these parameters is redone."""
     done = records.finished_params(out)
-    if done is not None and resume.run_key(done, RUN_ONLY)["params"] != key["params"]:
+    done = None if done is None else resume.run_key(named(done), RUN_ONLY)
+    if done is not None and done["params"] != key["params"]:
         raise NbstudyError(f"{out} holds a finished run with other "
-                           f"{resume.describe_difference(resume.run_key(done, RUN_ONLY), key)}: use another "
+                           f"{resume.describe_difference(done, key)}: use another "
                            "output_dir, or delete its metrics.json to train there anew")
 
 

@@ -18,7 +18,6 @@ import torch
 from lightly.loss import BarlowTwinsLoss
 from lightly.models.modules.heads import BarlowTwinsProjectionHead
 
-from nbstudy.models import FEATURE_DIM
 from nbstudy.params import Param, real, whole
 from nbstudy.pretrain.twoview import VIEW_OPTIONS, TwoViewMethod, pair_accuracy
 
@@ -43,7 +42,7 @@ class BarlowTwins(TwoViewMethod):
                  views: str = "auto", view_options: dict | None = None):
         super().__init__(backbone, mean, std, resolution, views, view_options)
         self.lambd = float(lambd)
-        self.head = BarlowTwinsProjectionHead(FEATURE_DIM, projector_dim, projector_dim)
+        self.head = BarlowTwinsProjectionHead(backbone.feature_dim, projector_dim, projector_dim)
 
     def forward(self, inputs):
         """(2B, 3, H, W) views -> (2B, projector_dim) embeddings."""

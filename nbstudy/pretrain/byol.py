@@ -24,7 +24,6 @@ from lightly.models.modules.heads import BYOLPredictionHead, BYOLProjectionHead
 from lightly.models.utils import update_momentum
 from lightly.utils.scheduler import cosine_schedule
 
-from nbstudy.models import FEATURE_DIM
 from nbstudy.params import Param, real, whole
 from nbstudy.pretrain.twoview import VIEW_OPTIONS, TwoViewMethod, momentum_copy, pair_accuracy
 
@@ -56,7 +55,7 @@ class BYOL(TwoViewMethod):
                  out_dim: int = 256, views: str = "auto", view_options: dict | None = None):
         super().__init__(backbone, mean, std, resolution, views, view_options)
         self.base_momentum = float(base_momentum)
-        self.projector = BYOLProjectionHead(FEATURE_DIM, hidden_dim, out_dim)
+        self.projector = BYOLProjectionHead(backbone.feature_dim, hidden_dim, out_dim)
         self.predictor = BYOLPredictionHead(out_dim, hidden_dim, out_dim)
         self.target_backbone = momentum_copy(self.backbone)
         self.target_projector = momentum_copy(self.projector)

@@ -5,6 +5,8 @@ is the whole image) are resampled to one tile side (S // 2) and placed in a 2x2 
 (row-major quadrants) in one of the 4! = 24 orders; the backbone sees the grid as one
 S x S image and a linear head predicts the order. All 24 orders are drawn (the original
 code drew from 23). Images get a random horizontal flip first, which keeps the centre.
+The grid is the image's own size (one pixel less when the side is odd), so every backbone sees
+it as it sees a training image; a ViT's position embeddings need no resizing.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from nbstudy.augment import box_grid, random_hflip
-from nbstudy.models import FEATURE_DIM
 from nbstudy.pretrain.base import PretextMethod, classification_loss, to_hwc
 
 ORDERS = torch.tensor(list(itertools.permutations(range(4))))   # (24, 4): quadrant q shows magnification ORDERS[label, q]
@@ -40,7 +41,7 @@ class Jigmag(PretextMethod):
     def __init__(self, backbone, mean, std, resolution: int):
         super().__init__(backbone, mean, std, resolution)
         self.tile = int(resolution) // 2
-        self.head = nn.Linear(FEATURE_DIM, len(ORDERS))
+        self.head = nn.Linear(backbone.feature_dim, len(ORDERS))
         self.register_buffer("orders", ORDERS.clone(), persistent=False)
 
     def make_inputs(self, x, generator=None):

@@ -10,6 +10,10 @@ Small images: the crop side is round(0.85 * cell) but at most cell - 2, so every
 shift by at least 2 px (32 px -> cells of 10, tiles of 8; 28 px -> 9 and 7; 224 px -> 74 and
 63). Tiles keep their native pixel scale with the small stem; with the ImageNet stem (total
 stride 32) they are upsampled to at least 32 px, so that the last stage still sees a pixel.
+A ViT gets tiles of the crop side rounded up to whole patches, at least 2 x 2 patches (32 px,
+patch 4: tiles of 8 px, 2 x 2 patches where the full image has 8 x 8; 224 px, patch 16: 64 px,
+4 x 4 where it has 14 x 14), with its position embeddings resized to that grid
+(`nbstudy.models.ViT`): few tokens, so at small sizes the puzzle leans on the patch embedding.
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ from torch import nn
 
 from nbstudy.augment import box_grid, random_hflip
 from nbstudy.errors import NbstudyError
-from nbstudy.models import FEATURE_DIM
 from nbstudy.params import Param, optional, real, whole
 from nbstudy.pretrain.base import PretextMethod, classification_loss, to_hwc
 
@@ -65,8 +68,10 @@ def min_hamming(perms: np.ndarray) -> int:
     return int(d[~np.eye(len(perms), dtype=bool)].min())
 
 
-def tile_geometry(resolution: int, crop: float = 0.85, small_stem: bool = True, tile: int | None = None):
-    """(cell, crop side, tile side) in pixels for a square image of `resolution` px (see the module docstring)."""
+def tile_geometry(resolution: int, crop: float = 0.85, small_stem: bool = True, tile: int | None = None,
+                  patch: int | None = None):
+    """(cell, crop side, tile side) in pixels for a square image of `resolution` px (see the module docstring);
+    patch: a ViT's patch side (None for a ResNet)."""
     cell = int(resolution) // 3
     if not 0 < crop <= 1:
         raise NbstudyError(f"crop={crop} must be a fraction of the cell in (0, 1], e.g. 0.85")
@@ -74,10 +79,14 @@ def tile_geometry(resolution: int, crop: float = 0.85, small_stem: bool = True, 
     if side < 2:   # a 1-px tile has no spatial content and no per-tile std (NaN): the puzzle cannot be learned
         raise NbstudyError(f"jigsaw at {resolution} px cuts cells of {cell} px into tiles of {side} px: use a "
                            "resolution of at least 12 px (tiles of 2 px or more)")
-    if tile is None:
+    if tile is None and patch:
+        tile = max(2, -(-side // patch)) * patch
+    elif tile is None:
         tile = side if small_stem else max(side, 32)
     if tile < 2:
         raise NbstudyError(f"tile={tile} is invalid: give a tile side of at least 2 px (or None)")
+    if patch and tile < patch:
+        raise NbstudyError(f"tile={tile} is smaller than the ViT's {patch} px patch: give at least {patch} px (or None)")
     return cell, side, int(tile)
 
 
@@ -112,7 +121,7 @@ class Jigsaw(PretextMethod):
         "permutations": Param(100, whole(2, 362880), "size P of the permutation set (100 or 1000 in the literature)"),
         "crop": Param(0.85, real(0, 1, low_open=True), "tile crop side as a fraction of the cell (at most cell - 2 px)"),
         "tile": Param(None, optional(whole(1), "auto"), "tile side in px; auto: the crop side, at least 32 px "
-                      "with the imagenet stem"),
+                      "with the imagenet stem, whole patches (at least 2 x 2) with a ViT"),
     }
 
     @classmethod
@@ -124,9 +133,10 @@ class Jigsaw(PretextMethod):
     def __init__(self, backbone, mean, std, resolution: int, permutations: int = 100, crop: float = 0.85,
                  tile: int | None = None):
         super().__init__(backbone, mean, std, resolution)
-        self.cell, self.crop, self.tile = tile_geometry(resolution, crop, backbone.small_stem, tile)
+        self.cell, self.crop, self.tile = tile_geometry(resolution, crop, backbone.small_stem, tile,
+                                                        getattr(backbone, "patch_size", None))
         self.register_buffer("permutations", torch.from_numpy(permutation_set(int(permutations))))
-        self.head = nn.Sequential(nn.Linear(9 * FEATURE_DIM, 1024), nn.ReLU(inplace=True),
+        self.head = nn.Sequential(nn.Linear(9 * backbone.feature_dim, 1024), nn.ReLU(inplace=True),
                                   nn.Linear(1024, len(self.permutations)))
 
     def make_inputs(self, x, generator=None):
@@ -137,7 +147,7 @@ class Jigsaw(PretextMethod):
     def forward(self, tiles):
         b = tiles.shape[0]
         features = self.backbone(normalize_tiles(tiles.flatten(0, 1)))   # one shared trunk for all 9B tiles
-        return self.head(features.reshape(b, 9 * FEATURE_DIM))
+        return self.head(features.reshape(b, -1))
 
     def loss(self, outputs, targets):
         return classification_loss(outputs.float(), targets)

@@ -30,7 +30,6 @@ import torch.nn.functional as F
 from lightly.models.modules.heads import MoCoProjectionHead
 from lightly.models.utils import update_momentum
 
-from nbstudy.models import FEATURE_DIM
 from nbstudy.params import Param, real, whole
 from nbstudy.pretrain.twoview import VIEW_OPTIONS, TwoViewMethod, momentum_copy
 
@@ -73,7 +72,7 @@ class MoCo(TwoViewMethod):
                  momentum: float = 0.99, out_dim: int = 128, views: str = "auto", view_options: dict | None = None):
         super().__init__(backbone, mean, std, resolution, views, view_options)
         self.temperature, self.momentum = float(temperature), float(momentum)
-        self.head = MoCoProjectionHead(FEATURE_DIM, FEATURE_DIM, out_dim)
+        self.head = MoCoProjectionHead(backbone.feature_dim, backbone.feature_dim, out_dim)
         self.key_backbone = momentum_copy(self.backbone)
         self.key_head = momentum_copy(self.head)
         self.register_buffer("queue", F.normalize(torch.randn(queue_size, out_dim), dim=1))

@@ -11,7 +11,6 @@ import torch
 from torch import nn
 
 from nbstudy import augment
-from nbstudy.models import FEATURE_DIM
 from nbstudy.pretrain.base import PretextMethod, classification_loss, to_hwc
 
 
@@ -27,7 +26,7 @@ class Rotation(PretextMethod):
 
     def __init__(self, backbone, mean, std, resolution: int):
         super().__init__(backbone, mean, std, resolution)
-        self.head = nn.Linear(FEATURE_DIM, 4)
+        self.head = nn.Linear(backbone.feature_dim, 4)
 
     def make_inputs(self, x, generator=None):
         return rotate_all(augment.weak(x, generator))

@@ -29,8 +29,8 @@ from nbstudy.checkpoint import load_checkpoint, save_backbone
 from nbstudy.data import load_dataset
 from nbstudy.errors import NbstudyError
 from nbstudy.loader import BatchLoader
-from nbstudy.models import build_backbone, use_small_stem
-from nbstudy.params import save_params
+from nbstudy.models import run_backbone
+from nbstudy.params import named, save_params
 from nbstudy.pretrain import records
 from nbstudy.pretrain.params import RUN_ONLY, resolve
 from nbstudy.pretrain.registry import METHODS
@@ -56,7 +56,7 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
 def build_method(params: dict, data):
     """The method named in params with a fresh random-init backbone (seed it first for a reproducible init)."""
     p = resolve({**params, "resolution": data.resolution})
-    backbone = build_backbone(use_small_stem(p["stem"], data.resolution))
+    backbone = run_backbone(p["backbone"], p["stem"], data.resolution)
     return METHODS[p["method"]](backbone, data.mean, data.std, data.resolution, **p["method_options"])
 
 
@@ -121,7 +121,7 @@ def run_pretraining(params: dict | None = None, *, data=None, **kwargs) -> Path:
     Errors: NbstudyError (one line) for a bad parameter, a foreign checkpoint, a loss that diverged.
     """
     p = resolve(params, **kwargs)
-    key = resume.run_key(p, RUN_ONLY)
+    key = resume.run_key(named(p), RUN_ONLY)
     out = Path(p["output_dir"])
     final, state_path = out / records.BACKBONE_FILE, out / records.STATE_FILE
     if p["resume"] and final.exists():
@@ -162,8 +162,8 @@ def run_pretraining(params: dict | None = None, *, data=None, **kwargs) -> Path:
     save_params(out, p)   # after the state check: another run's folder is left as it was
     if state is None:
         random_probe = knn_accuracy(method.backbone, data, p["knn_k"], KNN_TEMPERATURE, device)
-        tqdm.write(f"{p['method']} on {data.name} ({n} images, {data.resolution} px, "
-                   f"{'small' if method.backbone.small_stem else 'imagenet'} stem, {device}): "
+        tqdm.write(f"{p['method']} on {data.name} ({n} images, {data.resolution} px, {p['backbone']}"
+                   f"{', small stem' if method.backbone.small_stem else ''}, {device}): "
                    f"random-init k-NN accuracy {random_probe:.3f}")
 
     compile_model(method, p["torch_compile"])
@@ -195,7 +195,7 @@ def run_pretraining(params: dict | None = None, *, data=None, **kwargs) -> Path:
             "probe_acc": probe, "random_init_probe_acc": random_probe, "seconds": seconds,
             "device": str(device), **method.metadata()}
     save_backbone(final, method.backbone, data.resolution, **meta)
-    records.write_metrics(out, {"arch": "resnet18", "small_stem": method.backbone.small_stem,
+    records.write_metrics(out, {"arch": method.backbone.arch, "small_stem": method.backbone.small_stem,
                                 "resolution": data.resolution, **meta}, p)
     state_path.unlink(missing_ok=True)
     return final

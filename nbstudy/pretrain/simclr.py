@@ -1,6 +1,7 @@
 """SimCLR (Chen et al. 2020): two random views per image, a projection head, NT-Xent.
 
-As in the study's code: projection 512 -> 512 -> ReLU -> 128, cosine similarity over a
+As in the study's code: projection 512 -> 512 -> ReLU -> 128 (the first layer takes the
+backbone's feature_dim: 2048 for ResNet50, 192 for ViT-Tiny), cosine similarity over a
 temperature. Unlike it, the positive-pair labels come from the batch at hand, so a short
 last batch is handled correctly.
 """
@@ -12,7 +13,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from nbstudy import augment
-from nbstudy.models import FEATURE_DIM
 from nbstudy.errors import NbstudyError
 from nbstudy.params import Param, check_names, mapping, one_of, real, reals
 from nbstudy.pretrain.base import PretextMethod, to_hwc
@@ -69,7 +69,7 @@ class SimCLR(PretextMethod):
         super().__init__(backbone, mean, std, resolution)
         self.temperature = float(temperature)
         self.profile = augment.view_profile(views, resolution, **(view_options or {}))
-        self.head = nn.Sequential(nn.Linear(FEATURE_DIM, 512), nn.ReLU(inplace=True), nn.Linear(512, 128))
+        self.head = nn.Sequential(nn.Linear(backbone.feature_dim, 512), nn.ReLU(inplace=True), nn.Linear(512, 128))
 
     def make_inputs(self, x, generator=None):
         """Both views of every image, stacked: (2B, 3, H, W); no targets (the pairing is positional).

@@ -17,7 +17,6 @@ import torch
 from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules.heads import SimSiamPredictionHead, SimSiamProjectionHead
 
-from nbstudy.models import FEATURE_DIM
 from nbstudy.params import Param, whole
 from nbstudy.pretrain.twoview import VIEW_OPTIONS, TwoViewMethod, pair_accuracy
 
@@ -42,7 +41,7 @@ class SimSiam(TwoViewMethod):
     def __init__(self, backbone, mean, std, resolution: int, projector_dim: int = 1024, views: str = "auto",
                  view_options: dict | None = None):
         super().__init__(backbone, mean, std, resolution, views, view_options)
-        self.projector = SimSiamProjectionHead(FEATURE_DIM, projector_dim, projector_dim)
+        self.projector = SimSiamProjectionHead(backbone.feature_dim, projector_dim, projector_dim)
         self.predictor = SimSiamPredictionHead(projector_dim, projector_dim // 4, projector_dim)
 
     def forward(self, inputs):

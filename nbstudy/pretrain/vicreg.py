@@ -19,7 +19,6 @@ import torch
 from lightly.loss import VICRegLoss
 from lightly.models.modules.heads import VICRegProjectionHead
 
-from nbstudy.models import FEATURE_DIM
 from nbstudy.params import Param, real, whole
 from nbstudy.pretrain.twoview import VIEW_OPTIONS, TwoViewMethod, pair_accuracy
 
@@ -45,7 +44,7 @@ class VICReg(TwoViewMethod):
                  view_options: dict | None = None):
         super().__init__(backbone, mean, std, resolution, views, view_options)
         self.weights = (float(invariance), float(variance), float(covariance))
-        self.head = VICRegProjectionHead(FEATURE_DIM, projector_dim, projector_dim, num_layers=3)
+        self.head = VICRegProjectionHead(backbone.feature_dim, projector_dim, projector_dim, num_layers=3)
 
     def forward(self, inputs):
         """(2B, 3, H, W) views -> (2B, projector_dim) embeddings."""

@@ -1,0 +1,115 @@
+"""The three backbones (docs/backbones.md): shapes, every pretraining and LNL method on each, checkpoints.
+
+Tiny inputs (16 px, the ImageNet stem for the ResNets), one step or one epoch each: that every
+combination runs and trains, not how well (docs/backbones.md has the CPU measurements).
+"""
+
+import pytest
+import torch
+
+from nbstudy.checkpoint import load_backbone, save_atomic, save_backbone
+from nbstudy.errors import NbstudyError
+from nbstudy.lnl import METHODS as LNL_METHODS
+from nbstudy.lnl import train_noisy
+from nbstudy.models import BACKBONES, Classifier, ViT, build_backbone, first_layer_filters, vit_patch
+from nbstudy.params import defaults
+from nbstudy.pretrain import METHODS
+from nbstudy.pretrain.jigsaw import tile_geometry
+from nbstudy.pretrain.run import make_optimizer, train_step
+
+MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+FEATURES = {"resnet18": 512, "resnet50": 2048, "vit_tiny": 192}
+NEW = ("resnet50", "vit_tiny")   # resnet18 trains everywhere else in the suite
+FIRST = {"resnet18": (64, 3, 7, 7), "resnet50": (64, 3, 7, 7), "vit_tiny": (192, 3, 4, 4)}
+
+
+@pytest.mark.parametrize("arch", BACKBONES)
+def test_each_backbone_builds_with_its_feature_dim_and_first_layer(arch):
+    torch.manual_seed(0)
+    net = build_backbone(False, arch, resolution=32)
+    assert net.arch == arch and net.feature_dim == FEATURES[arch]
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, FEATURES[arch])
+    assert first_layer_filters(net).shape == FIRST[arch]
+    clf = Classifier(5, backbone=net)
+    assert clf(torch.randn(3, 3, 32, 32)).shape == (3, 5)
+    torch.manual_seed(0)   # same seed, same init
+    assert torch.equal(first_layer_filters(build_backbone(False, arch, resolution=32)), first_layer_filters(net))
+
+
+def test_the_vit_patch_follows_the_resolution_and_takes_smaller_inputs():
+    assert [vit_patch(r) for r in (28, 32, 64, 96, 128, 224)] == [4, 4, 4, 8, 8, 16]
+    vit = build_backbone(arch="vit_tiny", resolution=224)
+    assert isinstance(vit, ViT) and vit.patch_size == 16 and vit.encoder.pos_embedding.shape == (1, 1 + 14 * 14, 192)
+    vit = build_backbone(arch="vit_tiny", resolution=32).eval()
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(vit.position_embedding(8, 8), vit.encoder.pos_embedding)   # its own grid: as built
+    assert vit.position_embedding(2, 3).shape == (1, 1 + 6, 192)
+    assert vit(x[..., :8, :12]).shape == (2, 192)                                 # a jigsaw tile: resized grid
+    # on its own grid it is torchvision's network: the class token after the last LayerNorm
+    with torch.no_grad():
+        ref = vit.encoder(torch.cat([vit.class_token.expand(2, -1, -1), vit._process_input(x)], 1))[:, 0]
+    assert torch.allclose(vit(x), ref, atol=1e-6)
+    with pytest.raises(NbstudyError, match="unknown backbone 'vit_huge'"):
+        build_backbone(arch="vit_huge")
+
+
+def test_jigsaw_tiles_for_a_vit_are_whole_patches():
+    assert tile_geometry(32, patch=4) == (10, 8, 8)          # 2 x 2 patches
+    assert tile_geometry(28, patch=4) == (9, 7, 8)
+    assert tile_geometry(224, small_stem=False, patch=16) == (74, 63, 64)
+    assert tile_geometry(12, patch=4) == (4, 2, 8)           # never fewer than 2 x 2 patches
+    with pytest.raises(NbstudyError, match="smaller than the ViT's 4 px patch"):
+        tile_geometry(32, tile=3, patch=4)
+
+
+@pytest.mark.parametrize("arch", NEW)
+@pytest.mark.parametrize("name", list(METHODS))
+def test_every_pretraining_method_takes_a_step_on_every_backbone(one_torch_thread, arch, name):
+    torch.manual_seed(0)
+    method = METHODS[name](build_backbone(False, arch, 16), MEAN, STD, 16, **defaults(METHODS[name].options))
+    before = {k: v.clone() for k, v in method.backbone.state_dict().items()}
+    optimizer = make_optimizer({"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0},
+                               (w for w in method.parameters() if w.requires_grad))
+    g = torch.Generator().manual_seed(0)
+    loss, _ = train_step(method, *method.make_inputs(torch.rand(4, 3, 16, 16, generator=g), g), optimizer, torch.device("cpu"))
+    method.after_step(0, 10)
+    assert torch.isfinite(loss)
+    first = next(iter(before))   # the first layer's weights moved: the gradient reached the whole backbone
+    assert not torch.equal(method.backbone.state_dict()[first], before[first]), first
+
+
+TINY = dict(dataset_options=dict(num_classes=3, per_class=8, test_per_class=4), resolution=16, stem="imagenet",
+            noise_kind="symmetric_exclusive", noise_rate=0.4, epochs=1, batch_size=4, checkpoint_every=0, progress=False)
+
+
+@pytest.mark.parametrize("arch", NEW)
+def test_every_lnl_method_trains_every_backbone_from_its_own_checkpoint(tmp_path, one_torch_thread, arch):
+    torch.manual_seed(0)
+    init = save_backbone(tmp_path / "backbone.pt", build_backbone(False, arch, 16), 16, method="rotation")
+    for method in LNL_METHODS:
+        final = train_noisy(TINY, backbone=arch, method=method, init=str(init), output_dir=str(tmp_path / method))
+        assert 0 <= final["last_acc"] <= 1, method
+
+
+def test_a_checkpoint_of_another_backbone_is_one_line_naming_both(tmp_path):
+    path = save_backbone(tmp_path / "bb.pt", build_backbone(False, "vit_tiny", 32), 32)
+    assert torch.load(path, weights_only=False)["arch"] == "vit_tiny"
+    fresh = build_backbone(False, "vit_tiny", 32)
+    load_backbone(fresh, path, 32)
+    assert torch.equal(fresh.conv_proj.weight, torch.load(path, weights_only=False)["backbone"]["conv_proj.weight"])
+    with pytest.raises(NbstudyError, match=r"holds a vit_tiny backbone but this run builds a resnet18: set "
+                                           r"backbone: vit_tiny to use it, or pretrain a resnet18$"):
+        load_backbone(build_backbone(False), path)
+    with pytest.raises(NbstudyError, match="holds a resnet18 backbone but this run builds a resnet50"):
+        load_backbone(build_backbone(False, "resnet50"), save_backbone(tmp_path / "r18.pt", build_backbone(), 32))
+    with pytest.raises(NbstudyError) as e:
+        train_noisy(TINY, backbone="vit_tiny", init=str(tmp_path / "r18.pt"), output_dir=str(tmp_path / "run"))
+    assert "\n" not in str(e.value) and "set backbone: resnet18" in str(e.value)
+
+
+def test_an_old_checkpoint_still_loads_as_resnet18(tmp_path):
+    path = save_backbone(tmp_path / "old.pt", build_backbone(True), 32)
+    ckpt = torch.load(path, weights_only=False)
+    assert ckpt["arch"] == "resnet18"   # what every checkpoint said before the other backbones
+    save_atomic(ckpt, path)
+    load_backbone(build_backbone(True), path, 32)
