@@ -126,12 +126,8 @@ class Note(str):
 def _known_wrong_labels(study: R.Study):
     """The study restricted to runs that know which labels are wrong, or a Note when none do (given labels,
     the `labels` data set option, with no planted noise: there is no right / wrong split to draw)."""
-    known = study.runs[[("noise_mask" in R.read_run(d)) for d in study.runs.run_dir]]
-    if known.empty:
-        return Note("these runs trained on given labels with no planted noise: which labels are wrong is unknown, "
-                    "so there is no right / wrong split to show; each run's suspects.csv ranks the labels to check "
-                    "(the suspects notebook)")
-    return R.Study(study.dir, known.reset_index(drop=True), study.synthetic)
+    known = R.with_known_wrong_labels(study)
+    return Note(f"these runs {R.UNKNOWN_WRONG}") if known.runs.empty else known
 
 
 def loss_explorer(study: R.Study, interactive: bool = False, folder=None):
@@ -217,9 +213,9 @@ def accuracy_explorer(study: R.Study, interactive: bool = False, folder=None):
 def noise_explorer(dataset, interactive: bool = False, rates=(0.5,), kinds=("symmetric",), seed: int = 0,
                    folder=None):
     """The noise model's transition matrix, the measured one and example images with their noisy labels.
-    Interactive: rate and kind sliders. Static: each of `kinds` x `rates` (pass the study's own), saved to
-    `folder` when shown; kinds that need a mapping or matrix are left to the runs' measured matrices
-    (`plots.measured_noise_figure`)."""
+    Interactive: rate and kind sliders. Static: each of `kinds` x `rates` (pass the study's own; highest rate
+    first, where there is most to see), saved to `folder` when shown; kinds that need a mapping or matrix are
+    left to the runs' measured matrices (`plots.measured_noise_figure`)."""
     kinds = [k for k in kinds if k in EXPLORER_KINDS] or ["symmetric"]
 
     def draw(example):
@@ -232,7 +228,7 @@ def noise_explorer(dataset, interactive: bool = False, rates=(0.5,), kinds=("sym
                            "kind": W.SelectionSlider(options=EXPLORER_KINDS, value=kinds[0], description="kind",
                                                      continuous_update=False)})
     return Figures((_drawn(f"noise_{kind}_{rate:g}", R.noise_example(dataset, rate, kind, seed), draw)
-                    for kind in kinds for rate in rates), folder)
+                    for kind in kinds for rate in sorted(rates, reverse=True)), folder)   # the most telling first
 
 
 def suspects_explorer(study: R.Study, interactive: bool = False, folder=None, baseline: bool = True,

@@ -52,7 +52,7 @@ def _write_run(folder, study, init, method, kind, rate, seed, epochs, n_train, n
         sel = np.full(n, np.nan, np.float32)
         sel_row = {"selection_precision": None, "selection_recall": None, "selection_auc": None}
         if method == "coteaching":
-            sel[train_idx] = loss[train_idx] < np.quantile(loss[train_idx], 1 - rate * min(epoch / 3, 1) + 1e-9)
+            sel[train_idx] = loss[train_idx] < np.quantile(loss[train_idx], min(1 - rate * min(epoch / 3, 1) + 1e-9, 1))
         elif method == "dividemix":
             sel[train_idx] = 1 / (1 + np.exp(4 * (loss[train_idx] - 0.3 - gap / 2)))
         if method != "ce":

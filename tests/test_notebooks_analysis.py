@@ -16,7 +16,7 @@ import pytest
 from analysis_fixtures import make_study
 
 from nbstudy import figures, noise
-from nbstudy.analysis import filter_measures, runs, stats
+from nbstudy.analysis import filter_measures, findings, runs, stats
 
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -244,3 +244,24 @@ def test_results_notebook_answers_from_the_intervals(name, executed, study):
     shown = _outputs(nb, "text/markdown")[-1]["data"]["text/markdown"]
     assert shown == "\n".join(f"- {line}" for line in stats.answer(study))
     assert "simclr init beats random init for ce by" in shown and "95% CI [" in shown
+
+
+@pytest.mark.parametrize("name", ANALYSIS)
+def test_no_warning_reaches_a_notebooks_output(name, executed):
+    nb = executed[name]
+    if isinstance(nb, Exception):
+        raise nb
+    assert not [o["text"] for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.get("name") == "stderr"]
+
+
+LESSON_FINDINGS = {"11_loss_distributions": findings.loss_finding, "12_separation": findings.separation_finding,
+                   "14_data_noise": lambda study: findings.noise_finding(runs.measured_noise(study))}
+
+
+@pytest.mark.parametrize("name", LESSON_FINDINGS)
+def test_lesson_notebooks_close_with_the_studys_finding(name, executed, study):
+    nb = executed[name]
+    if isinstance(nb, Exception):
+        raise nb
+    assert nb.cells[-2].cell_type == "markdown" and nb.cells[-2].source.startswith("## What the numbers say")
+    assert nb.cells[-1].outputs[0]["text"].strip() == LESSON_FINDINGS[name](study)

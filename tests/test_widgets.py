@@ -146,8 +146,8 @@ def test_noise_explorer_sliders_redraw_matrix_and_labels():
 
 def test_noise_explorer_static_draws_the_study_grid_of_known_kinds():
     figs = widgets.noise_explorer(_dataset(), rates=(0.4, 0.8), kinds=("symmetric", "asymmetric"))
-    assert [f._suptitle.get_text().split(" (")[0] for f in figs] == ["symmetric noise at rate 0.4",
-                                                                      "symmetric noise at rate 0.8"]
+    assert [f._suptitle.get_text().split(" (")[0] for f in figs] == ["symmetric noise at rate 0.8",
+                                                                      "symmetric noise at rate 0.4"]
 
 
 def test_what_the_docs_show_displays_as_a_picture_in_a_plain_ipython_shell(study):

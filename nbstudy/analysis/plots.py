@@ -95,6 +95,9 @@ def loss_histograms(data: dict) -> Figure:
         for group, color, label in (("right", CLEAN_COLOR, "right label"), ("wrong", NOISY_COLOR, "wrong label")):
             ax.hist(edges[:-1], edges, weights=panel[group], alpha=0.6, color=color,
                     label=f"{label} ({panel[f'n_{group}']})")
+        for group in ("right", "wrong"):
+            if not panel[f"n_{group}"]:   # drawn empty, and said so: at noise 0 there are no wrong labels
+                ax.text(0.5, 0.9, f"no {group} labels", transform=ax.transAxes, ha="center", va="top", fontsize=8)
         ax.set_yticks([])
         ax.set_title(f"{panel['init']} · {panel['method']} · ep {panel['epoch']}\nloss AUC {_fmt(panel['loss_auc'])}",
                      fontsize=9)

@@ -205,15 +205,25 @@ def record_epoch(records: dict, epoch: int) -> int:
     return max(int(np.searchsorted(epochs, epoch, side="right")) - 1, 0)
 
 
+UNKNOWN_WRONG = ("trained on given labels with no planted noise: which labels are wrong is unknown, so there is no "
+                 "right / wrong split to show; each run's suspects.csv ranks the labels to check (the suspects "
+                 "notebook)")
+
+
+def with_known_wrong_labels(study: Study) -> Study:
+    """The study restricted to the runs that know which labels are wrong (planted noise), maybe none: runs on
+    given labels (the `labels` data set option) with no planted noise record no wrong-label mask."""
+    known = study.runs[[("noise_mask" in read_run(d)) for d in study.runs.run_dir]]
+    return Study(study.dir, known.reset_index(drop=True), study.synthetic)
+
+
 def samples(records: dict, epoch: int) -> dict:
     """At a recorded epoch: the per-sample loss, selection and wrong-label mask of the training samples.
 
     Held-out (validation) samples are NaN in the records and are left out.
     """
     if "noise_mask" not in records:
-        raise NbstudyError(f"{records['params']['output_dir']} trained on given labels with no planted noise: "
-                           "which labels are wrong is unknown, so there is no right/wrong split to show (its "
-                           "suspects.csv ranks the labels to check)")
+        raise NbstudyError(f"{records['params']['output_dir']} {UNKNOWN_WRONG}")
     row = record_epoch(records, epoch)
     loss = records["losses"][row]
     seen = np.isfinite(loss)
