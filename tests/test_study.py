@@ -281,3 +281,34 @@ def test_a_study_file_reaches_every_noise_kind_a_user_gives(tmp_path):
     kinds = {r.params["noise_kind"] for r in runs}
     assert kinds == {"matrix", "instance"}
     assert all(r.params["noise_options"]["matrix"][3] == [0, 0, 0.4, 0.6] for r in runs)
+
+
+def test_a_backbones_axis_pretrains_and_trains_each_backbone_from_its_own_pretraining():
+    plain = {r.name for r in expand(check_study(base()), "/tmp/out/t", NOTEBOOKS)}
+    study = check_study({**base(), "backbones": ["resnet18", "vit_tiny"]})
+    assert study["backbones"] == ["resnet18", "vit_tiny"]
+    runs = expand(study, "/tmp/out/t", NOTEBOOKS)
+    assert plain < {r.name for r in runs}            # resnet18's runs keep the names they had before backbones
+    vit = [r for r in runs if r.grid["backbone"] == "vit_tiny"]
+    assert len(vit) == len(runs) // 2 == 2 + 3 * 2 * 2
+    assert all(r.name.split("/")[1].startswith("vit_tiny-") and r.params["backbone"] == "vit_tiny" for r in vit)
+    assert not any("resnet18" in r.name for r in runs)
+    for r in runs:
+        if r.stage == "train" and r.grid["init"] != "random":   # its init is its own backbone's pretraining
+            source = next(p for p in runs if p.name == r.needs)
+            assert source.grid["backbone"] == r.grid["backbone"] and r.params["init"] == str(source.folder / "backbone.pt")
+    assert check_study({**base(), "backbones": "resnet50"})["backbones"] == ["resnet50"]   # one value: a list of one
+
+
+@pytest.mark.parametrize("value, message", [
+    (["resnet18", "vit_tini"], "study: backbones: backbone='vit_tini' is invalid (did you mean 'vit_tiny'?): give one of "
+                          "resnet18, resnet50, vit_tiny"),
+    (["vit_tiny", "vit_tiny"], "study: backbones lists 'vit_tiny' twice: list each value once"),
+    ([], "study: backbones is empty, so the grid expands to no runs: give at least one value")])
+def test_a_bad_backbones_axis_is_one_line(value, message):
+    assert error({**base(), "backbones": value}) == message
+
+
+def test_backbone_is_not_a_stage_key():
+    assert "backbone" not in stage_keys("pretrain") and "backbone" not in stage_keys("train")
+    assert "unknown key 'backbone'" in error({**base(), "train": {**base()["train"], "backbone": "resnet50"}})
