@@ -21,6 +21,11 @@ def _where(g: dict) -> str:
     return f"{g['noise_kind']} noise {g['noise_rate']:g}"
 
 
+def _at(study: R.Study, g: dict) -> R.Study:
+    """The study's runs at grid point `g`, every seed."""
+    return R.Study(study.dir, R.select(study, **{k: v for k, v in g.items() if k != "seed"}), study.synthetic)
+
+
 def _mean_over_seeds(curves: pd.DataFrame, value: str) -> pd.DataFrame:
     return curves.groupby(["method", "init", "epoch"], sort=False)[value].mean().reset_index()
 
@@ -39,8 +44,7 @@ def loss_finding(study: R.Study, noise_rate=None, noise_kind=None) -> str:
     if study.runs.empty:
         return f"These runs {R.UNKNOWN_WRONG}."
     g = R.grid_defaults(study, noise_rate, noise_kind)
-    curves = R.loss_auc_curves(R.Study(study.dir, R.select(study, noise_rate=g["noise_rate"],
-                                                           noise_kind=g["noise_kind"]), study.synthetic))
+    curves = R.loss_auc_curves(_at(study, g))
     curves = curves.dropna(subset=["loss_auc"])
     if curves.empty:
         return f"At {_where(g)} no label is wrong, so there is no right / wrong split to measure."
@@ -78,11 +82,11 @@ def separation_finding(study: R.Study, noise_rate=None, noise_kind=None) -> str:
     if study.runs.empty:
         return f"These runs {R.UNKNOWN_WRONG}."
     g = R.grid_defaults(study, noise_rate, noise_kind)
-    curves = R.curves_at(study, R.selection_curves(study), g["noise_rate"], g["noise_kind"])["curves"]
+    curves = R.selection_curves(_at(study, g))
     curves = curves.dropna(subset=["value"])
     if curves.empty:
         return f"At {_where(g)} no run selects samples (Co-teaching and DivideMix do; CE keeps every sample)."
-    wrong = R.select(study, noise_rate=g["noise_rate"], noise_kind=g["noise_kind"]).actual_noise_rate.mean()
+    wrong = _at(study, g).runs.actual_noise_rate.mean()
     if wrong == 0:
         return f"At {_where(g)} no label is wrong, so there is nothing for a selection to leave out."
     last = curves[curves.epoch == curves.groupby("run").epoch.transform("max")]
