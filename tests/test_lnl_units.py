@@ -167,3 +167,56 @@ def test_a_backbone_pretrained_on_another_draw_of_the_same_data_is_warned_about(
         warnings.simplefilter("error")
         prepare(small, init=path, data_seed=1)                                  # same draw
         prepare({**small, "dataset_options": {**options, "per_class": 12}}, init=path)  # other data: transfer
+
+
+def _context(labels, class_weights):
+    from nbstudy.lnl.base import Context
+    labels = np.asarray(labels)
+    return Context(nets=[], optimizers=[], images=np.zeros((len(labels), 4, 4, 3), np.uint8), labels=labels,
+                   train_idx=np.arange(len(labels)), num_classes=3, mean=None, std=None, device=torch.device("cpu"),
+                   batch_size=2, epochs=1, lr=1e-3, seed=0, options={}, noise_kind="symmetric", noise_rate=0.0,
+                   gen=None, rng=None, class_weights=class_weights)
+
+
+def test_balanced_class_weights_are_n_over_k_times_the_class_count():
+    # n / (K count): 6 labels of 3 classes, counts 3, 2, 1; 4 labels, counts 2, 2, 0 (no label: weight 0)
+    assert _context([0, 0, 0, 1, 1, 2], "balanced").loss_weights().tolist() == pytest.approx([2 / 3, 1, 2])
+    assert _context([0, 0, 1, 1], "balanced").loss_weights().tolist() == pytest.approx([2 / 3, 2 / 3, 0])
+    assert _context([0, 0, 1, 1], "none").loss_weights() is None
+
+
+def test_weighted_cross_update_is_the_weighted_mean_over_the_kept_samples_selected_on_plain_losses():
+    loss_a = torch.tensor([0.1, 0.2, 0.3, 5.0])
+    loss_b = torch.tensor([0.4, 0.1, 0.2, 5.0])
+    weight = torch.tensor([1.0, 1.0, 4.0, 100.0])
+    la, lb, keep_a, keep_b = ct.coteaching_losses(loss_a, loss_b, 0.25, weight)
+    assert sorted(keep_a.tolist()) == [0, 1, 2] and sorted(keep_b.tolist()) == [0, 1, 2]   # 5.0 dropped, whatever its weight
+    assert float(la) == pytest.approx((0.1 + 0.2 + 4 * 0.3) / 6) and float(lb) == pytest.approx((0.4 + 0.1 + 4 * 0.2) / 6)
+    plain = ct.coteaching_losses(loss_a, loss_b, 0.25)
+    assert float(plain[0]) == pytest.approx(0.2)
+
+
+def test_class_weights_must_be_none_or_balanced():
+    from nbstudy.lnl.params import resolve
+    assert resolve(class_weights="balanced")["class_weights"] == "balanced"
+    with pytest.raises(NbstudyError, match="class_weights") as e:
+        resolve(class_weights="inverse")
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("method", ["ce", "coteaching"])
+def test_a_run_with_balanced_class_weights_trains_on_the_weighted_loss(tmp_path, method):
+    from nbstudy.lnl import train_noisy
+    from nbstudy.lnl.records import load_records
+    # 4 classes, 10 images each; asymmetric noise 0.5 sends 0 -> 1, 1 -> 2, 2 -> 1, 3 -> 2: about 5, 15, 15 and 5
+    # noisy labels, so balanced weights are far from 1 and change the first epoch's loss
+    common = dict(method=method, dataset="synthetic", dataset_options={"per_class": 10, "test_per_class": 2},
+                  resolution=16, stem="imagenet", epochs=1, batch_size=8, noise_kind="asymmetric", noise_rate=0.5,
+                  noise_options={"mapping": [1, 2, 1, 2]}, progress=False, checkpoint_every=0, val_fraction=0.0)
+    losses = {}
+    for weights in ("none", "balanced"):
+        train_noisy(**common, class_weights=weights, output_dir=str(tmp_path / weights))
+        records = load_records(tmp_path / weights)
+        assert records["params"]["class_weights"] == weights
+        losses[weights] = records["history"][0]["train_loss"]
+    assert losses["none"] != pytest.approx(losses["balanced"], rel=1e-3)

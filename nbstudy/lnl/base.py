@@ -107,7 +107,9 @@ class Context:
     noise_rate: float
     gen: torch.Generator        # augmentation and permutations, on the device
     rng: np.random.Generator    # host-side draws (MixMatch's lambda)
+    class_weights: str = "none"  # "none" or "balanced": see `loss_weights`
     _logits_cache: dict = field(default_factory=dict)
+    _loss_weights: torch.Tensor | None = None
     _train_idx_t: torch.Tensor | None = None
 
     def view(self, x: torch.Tensor) -> torch.Tensor:
@@ -154,6 +156,19 @@ class Context:
         """Fused optimiser kernels where torch has them: on the CPU the unfused Adam step costs more than the
         forward-backward of a small batch."""
         return True if self.device.type in ("cpu", "cuda") else None
+
+    def loss_weights(self) -> torch.Tensor | None:
+        """(K,) float32 weights of each class in the training loss, on the device; None for class_weights "none".
+
+        "balanced": n / (K n_c) with n_c the count of noisy training labels of class c (scikit-learn's
+        class_weight="balanced"; a class with no label gets 0), so each class weighs as much in total."""
+        if self.class_weights == "none":
+            return None
+        if self._loss_weights is None:
+            counts = np.bincount(self.labels[self.train_idx], minlength=self.num_classes).astype(np.float64)
+            w = np.divide(len(self.train_idx), self.num_classes * counts, out=np.zeros_like(counts), where=counts > 0)
+            self._loss_weights = torch.as_tensor(w, dtype=torch.float32, device=self.device)
+        return self._loss_weights
 
     def weights_changed(self) -> None:
         self._logits_cache.clear()

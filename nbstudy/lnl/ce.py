@@ -4,6 +4,7 @@ Optimiser and schedule are DivideMix's reference ones (SGD, momentum 0.9,
 weight decay 5e-4, lr 0.02, divided by 10 at half of training), so CE is
 DivideMix without its noise handling. `optimizer="adam"` swaps in Adam (same
 schedule; pass its lr too), which trains small sets from scratch more steadily.
+With class_weights "balanced" each class's loss is weighted (`Context.loss_weights`).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def train_epoch(ctx, epoch: int, state: dict) -> dict:
     for _, x, y in loader:
         with ctx.autocast():
             logits = net(ctx.view(x))
-        loss = F.cross_entropy(logits.float(), y)
+        loss = F.cross_entropy(logits.float(), y, weight=ctx.loss_weights())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -15,7 +15,8 @@ Optimiser as in the official code: Adam lr 1e-3; from `decay_start` (a
 fraction of training; 80 of 200 epochs officially) the lr decays linearly
 towards 0 and Adam's beta1 drops from 0.9 to 0.1. Unlike the official code
 the loss is a plain mean over the kept samples (the official one divides the
-mean by the kept count again). The reported accuracy is network A's; B's and
+mean by the kept count again); with class_weights "balanced" it is the mean
+weighted by the kept samples' class weights, the selection still on plain losses. The reported accuracy is network A's; B's and
 the ensemble's are in the history too.
 """
 
@@ -50,13 +51,22 @@ def small_loss_indices(losses: torch.Tensor, forget_rate: float) -> torch.Tensor
     return torch.argsort(losses, stable=True)[:keep]
 
 
-def coteaching_losses(loss_a: torch.Tensor, loss_b: torch.Tensor, forget_rate: float):
+def coteaching_losses(loss_a: torch.Tensor, loss_b: torch.Tensor, forget_rate: float, weight=None):
     """Cross update from per-sample losses: A learns from what B kept, B from what A kept.
 
+    `weight`: (n,) per-sample weights of the update (the class weights of the labels), None: a plain mean; the
+    selection always ranks the unweighted losses, so a weighted class is not dropped for its larger loss.
     Returns (loss for A, loss for B, indices A kept, indices B kept)."""
     keep_a = small_loss_indices(loss_a.detach(), forget_rate)
     keep_b = small_loss_indices(loss_b.detach(), forget_rate)
-    return loss_a[keep_b].mean(), loss_b[keep_a].mean(), keep_a, keep_b
+    return _mean(loss_a, keep_b, weight), _mean(loss_b, keep_a, weight), keep_a, keep_b
+
+
+def _mean(loss: torch.Tensor, keep: torch.Tensor, weight) -> torch.Tensor:
+    """Mean of loss[keep], weighted by weight[keep] when given."""
+    if weight is None:
+        return loss[keep].mean()
+    return (loss[keep] * weight[keep]).sum() / weight[keep].sum()
 
 
 def adam_schedule(epoch: int, epochs: int, lr: float, decay_start: float) -> tuple[float, float]:
@@ -99,7 +109,8 @@ def train_epoch(ctx, epoch: int, state: dict) -> dict:
             logits_a, logits_b = net_a(v), net_b(v)
         ce_a = F.cross_entropy(logits_a.float(), y, reduction="none")
         ce_b = F.cross_entropy(logits_b.float(), y, reduction="none")
-        loss_a, loss_b, keep_a, _ = coteaching_losses(ce_a, ce_b, rate)
+        w = ctx.loss_weights()
+        loss_a, loss_b, keep_a, _ = coteaching_losses(ce_a, ce_b, rate, None if w is None else w[y])
         for opt in ctx.optimizers:
             opt.zero_grad(set_to_none=True)
         (loss_a + loss_b).backward()  # independent graphs: each network gets its own gradient

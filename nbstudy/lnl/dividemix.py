@@ -172,14 +172,15 @@ def suspicion(ctx) -> np.ndarray:
 
 
 def _warmup(ctx, k: int, epoch: int) -> float:
-    """Plain CE on every sample (batch twice the training batch, as in the reference)."""
+    """Plain CE on every sample (batch twice the training batch, as in the reference), class-weighted with
+    class_weights "balanced"; the division and the MixMatch terms are not (docs/records.md)."""
     net, opt = ctx.nets[k], ctx.optimizers[k]
     loader = ctx.loader(ctx.train_idx, ctx.labels, key=(epoch, k, 0), batch_size=2 * ctx.batch_size)
     total = torch.zeros((), device=ctx.device)
     for _, x, y in loader:
         with ctx.autocast():
             logits = net(ctx.view(x)).float()
-        loss = F.cross_entropy(logits, y)
+        loss = F.cross_entropy(logits, y, weight=ctx.loss_weights())
         if ctx.options["confidence_penalty"]:
             loss = loss + neg_entropy(logits)
         opt.zero_grad(set_to_none=True)

@@ -29,6 +29,9 @@ PARAMS = {
     "batch_size": Param(None, P.optional(P.whole(2), "the method's reference batch size"), "images per step (None: the method's own)"),
     "lr": Param(None, P.optional(P.real(0, low_open=True), "the method's reference lr"), "learning rate (None: the method's own)"),
     "seed": Param(0, P.seed(), "noisy labels, validation split, init, batch order, augmentation"),
+    "class_weights": Param("none", P.one_of("none", "balanced"), "weight each class's loss (balanced: n / (K n_c) "
+                           "over the noisy training labels) for imbalanced sets: CE, Co-teaching's update, "
+                           "DivideMix's warm-up (docs/records.md)"),
     "val_fraction": Param(0.1, P.real(0, 0.5), "training images held out with their noisy labels, to pick an "
                           "epoch without test labels"),
     "record_every": Param(1, P.whole(1), "record per-sample losses and selection every N epochs (and the last)"),
