@@ -45,9 +45,9 @@ def test_real_data_study_file_is_the_size_it_says(name):
     assert set(train["methods"]) == {"ce", "coteaching", "dividemix"} and len(train["noise_rates"]) >= 2
     pretrain = [m["epochs"] for m in study["pretrain"]["methods"].values()]
     epochs = [m["epochs"] for m in train["methods"].values()]
-    if name in CPU:   # a new user's 2-core CPU, under ~30 minutes: the imagenet stem, short runs, 2 seeds
+    if name in CPU:   # a new user's 2-core CPU, under ~30 minutes: the imagenet stem, short runs, one seed
         assert study["dataset"]["stem"] == "imagenet" and max(pretrain) <= 30 and max(epochs) <= 15
-        assert len(train["seeds"]) >= 2 and len([r for r in expand(study, "/tmp/o/x", "/tmp/nb")]) <= 40
+        assert len(expand(study, "/tmp/o/x", "/tmp/nb")) <= 20
     else:             # the study's kind of schedule: hundreds of pretraining epochs, ~100 noisy-label epochs
         assert study["dataset"]["stem"] in ("small", "auto") and min(pretrain) >= 200 and min(epochs) >= 100
         assert len(train["seeds"]) >= 3 and 0.0 in train["noise_rates"]
