@@ -4,6 +4,8 @@ Tiny inputs (16 px, the ImageNet stem for the ResNets), one step or one epoch ea
 combination runs and trains, not how well (docs/backbones.md has the CPU measurements).
 """
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -113,3 +115,28 @@ def test_an_old_checkpoint_still_loads_as_resnet18(tmp_path):
     assert ckpt["arch"] == "resnet18"   # what every checkpoint said before the other backbones
     save_atomic(ckpt, path)
     load_backbone(build_backbone(True), path, 32)
+
+
+def test_the_followup_study_file_passes_a_dry_run(tmp_path, monkeypatch, capsys):
+    """parameters/followup_pathmnist.yaml from a folder whose data/pathmnist.npz is made-up pixels in
+    MedMNIST's layout (all a dry run reads): nine methods x three backbones, the size its comment says."""
+    import numpy as np
+
+    from nbstudy.cli import main
+    from nbstudy.study import expand, load_study
+
+    path = Path(__file__).resolve().parents[1] / "parameters" / "followup_pathmnist.yaml"
+    (tmp_path / "data").mkdir()
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "data" / "pathmnist.npz",
+             **{f"{s}_images": rng.integers(0, 256, (18, 28, 28, 3), dtype=np.uint8) for s in ("train", "val", "test")},
+             **{f"{s}_labels": np.arange(18).reshape(-1, 1) % 9 for s in ("train", "val", "test")})
+    monkeypatch.chdir(tmp_path)
+    assert main(["study", str(path), "--dry-run", "--out", "out"]) == 0
+    out = capsys.readouterr().out
+    assert "567 runs, 567 to do" in out and "todo  train/vit_tiny-byol-dividemix-" in out
+    study = load_study(path)
+    assert study["backbones"] == list(BACKBONES) and list(study["pretrain"]["methods"]) == list(METHODS)
+    assert set(study["train"]["methods"]) == set(LNL_METHODS) and len(study["train"]["seeds"]) >= 2
+    runs = expand(study, "/tmp/o/x", "/tmp/nb")
+    assert sum(r.stage == "pretrain" for r in runs) == 27 and len(runs) == 567
