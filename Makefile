@@ -16,7 +16,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,ray,cleanlab]'
+	$(PY) -m pip install --quiet -e '.[dev,ray,cleanlab,teach]'
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (nbstudy)" > /dev/null
 	touch $@
 

@@ -6,6 +6,7 @@ new figure. Needs Debian's chromium (.ci/run installs it); without it the test
 fails rather than skips, so CI cannot pass by accident.
 """
 
+import contextlib
 import os
 import secrets
 import signal
@@ -42,37 +43,30 @@ def _wait_for_server(url: str, server, log: Path, timeout: float = 90) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if server.poll() is not None:
-            pytest.fail(f"JupyterLab exited with {server.returncode}:\n{log.read_text()[-3000:]}")
+            pytest.fail(f"the server exited with {server.returncode}:\n{log.read_text()[-3000:]}")
         try:
             with urllib.request.urlopen(url, timeout=2) as r:
                 if r.status == 200:
                     return
         except OSError:
             time.sleep(0.5)
-    pytest.fail(f"JupyterLab did not answer within {timeout} s:\n{log.read_text()[-3000:]}")
+    pytest.fail(f"the server did not answer within {timeout} s:\n{log.read_text()[-3000:]}")
 
 
-@pytest.fixture
-def lab(tmp_path):
-    """JupyterLab serving tmp_path (with a fake study and the notebook set to interactive); shut down after."""
+@contextlib.contextmanager
+def served(argv: list, ready_url: str, root: Path, env: dict | None = None):
+    """A Jupyter server (JupyterLab or Voila) started from `argv`, its config, runtime files and log under `root`;
+    yields its log once `ready_url` answers, then stops it and the kernels it started."""
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(f"{CHROMIUM} not found: install it with `apt-get install chromium` (.ci/run does)")
-    study = make_study(tmp_path / "data", methods=("ce", "dividemix"), seeds=(0,), epochs=4)
-    papermill.execute_notebook(str(NOTEBOOK), str(tmp_path / NOTEBOOK.name), prepare_only=True,
-                               parameters={"study_dir": str(study), "interactive": True}, kernel_name="python3")
-    port, token = _free_port(), secrets.token_hex(16)
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt")}
-    log = tmp_path / "jupyterlab.log"
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(root / "config"), "JUPYTER_RUNTIME_DIR": str(root / "rt"),
+           **(env or {})}
+    log = root / "server.log"
     with open(log, "w") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}", "--ServerApp.port_retries=0",
-             "--allow-root",
-             f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}", "--LabApp.expose_app_in_browser=True"],
-            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        server = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
-        _wait_for_server(f"http://127.0.0.1:{port}/api/status?token={token}", server, log)
-        yield f"http://127.0.0.1:{port}/lab/tree/{NOTEBOOK.name}?token={token}", log
+        _wait_for_server(ready_url, server, log)
+        yield log
     finally:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)  # the server and the kernels it started
@@ -81,6 +75,27 @@ def lab(tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def jupyter_lab(root: Path, notebook: str, env: dict | None = None):
+    """JupyterLab serving `root`; yields (the URL that opens `notebook`, the server log)."""
+    port, token = _free_port(), secrets.token_hex(16)
+    argv = [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
+            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0",
+            "--allow-root", f"--LabApp.workspaces_dir={root / 'workspaces'}", "--LabApp.expose_app_in_browser=True"]
+    with served(argv, f"http://127.0.0.1:{port}/api/status?token={token}", root, env) as log:
+        yield f"http://127.0.0.1:{port}/lab/tree/{notebook}?token={token}", log
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """JupyterLab serving tmp_path (with a fake study and the notebook set to interactive); shut down after."""
+    study = make_study(tmp_path / "data", methods=("ce", "dividemix"), seeds=(0,), epochs=4)
+    papermill.execute_notebook(str(NOTEBOOK), str(tmp_path / NOTEBOOK.name), prepare_only=True,
+                               parameters={"study_dir": str(study), "interactive": True}, kernel_name="python3")
+    with jupyter_lab(tmp_path, NOTEBOOK.name) as served_lab:
+        yield served_lab
 
 
 def test_widgets_render_and_the_slider_changes_the_figure(lab, tmp_path):

@@ -1,13 +1,10 @@
 """The classroom lesson: per-epoch training headless (memorisation at noise 0.6 shows in the numbers), Stop,
-papermill running notebooks/00_classroom.ipynb in batch, and JupyterLab in headless Chromium pressing Train
-and Stop. Everything is tiny: together about a minute and a half on a 2-core CPU."""
+papermill running notebooks/00_classroom.ipynb in batch, and headless Chromium pressing Train and Stop in
+JupyterLab and on the page Voila serves. Everything is tiny: together about two and a half minutes on a 2-core
+CPU."""
 
 import hashlib
-import os
 import re
-import secrets
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -101,37 +98,62 @@ def test_the_lesson_runs_under_papermill_and_states_what_its_runs_did(tmp_path, 
     assert f"{100 * best['test_acc']:.1f}%" in closing and "against ce, random init, same noise" in closing
 
 
+def _interactive_lesson(folder) -> Path:
+    """The lesson set to a tiny interactive run, in `folder`."""
+    path = folder / NOTEBOOK.name
+    papermill.execute_notebook(str(NOTEBOOK), str(path), prepare_only=True, kernel_name="python3",
+                               parameters={"interactive": True, "lesson": {**TINY, "epochs": 60},
+                                           "pretrain": TINY_PRETRAIN, "output_dir": str(folder / "lesson")})
+    return path
+
+
 @pytest.fixture
 def classroom_lab(tmp_path):
     """JupyterLab serving tmp_path with the lesson set to a tiny interactive run; shut down after."""
-    from test_browser import CHROMIUM, _free_port, _wait_for_server
+    from test_browser import jupyter_lab
 
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} not found: install it with `apt-get install chromium` (.ci/run does)")
-    papermill.execute_notebook(str(NOTEBOOK), str(tmp_path / NOTEBOOK.name), prepare_only=True, kernel_name="python3",
-                               parameters={"interactive": True, "lesson": {**TINY, "epochs": 60},
-                                           "pretrain": TINY_PRETRAIN, "output_dir": str(tmp_path / "lesson")})
-    port, token = _free_port(), secrets.token_hex(16)
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"),
-           "OMP_NUM_THREADS": "1"}
-    log = tmp_path / "jupyterlab.log"
-    with open(log, "w") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}", "--ServerApp.port_retries=0",
-             "--allow-root", f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}", "--LabApp.expose_app_in_browser=True"],
-            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    try:
-        _wait_for_server(f"http://127.0.0.1:{port}/api/status?token={token}", server, log)
-        yield f"http://127.0.0.1:{port}/lab/tree/{NOTEBOOK.name}?token={token}"
-    finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)  # the server and the kernels it started
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=5)
+    _interactive_lesson(tmp_path)
+    with jupyter_lab(tmp_path, NOTEBOOK.name, env={"OMP_NUM_THREADS": "1"}) as (url, _):
+        yield url
+
+
+def _train_then_stop(page, tmp_path) -> None:
+    """Press Train, see the live figure change three times and the numbers appear; press Stop, see it stop."""
+    from test_browser import DIGEST
+
+    train = page.locator(".widget-button", has_text="Train")
+    train.scroll_into_view_if_needed()
+    train.click()
+
+    image, status = page.locator(".nbstudy-live img, img.nbstudy-live").first, page.locator(".nbstudy-status")
+    seen, end = [], time.monotonic() + 60
+    while len(seen) < 4:   # the first figure, then three changes
+        assert time.monotonic() < end, f"the live figure changed only {len(seen) - 1} times in 60 s"
+        if image.count() and image.evaluate("img => img.complete && img.naturalWidth > 0"):
+            digest = image.evaluate(DIGEST)
+            if not seen or digest != seen[-1]:
+                seen.append(digest)
+        time.sleep(0.05)
+    assert re.search(r"epoch \d+/60 · train acc given labels [01]\.\d\d · true labels [01]\.\d\d · "
+                     r"test [01]\.\d\d", status.inner_text())
+
+    page.locator(".widget-button", has_text="Stop").click()
+    page.wait_for_function("el => el.innerText.includes('stopped after epoch')", arg=status.element_handle(),
+                           timeout=30_000)
+    stopped_at = int(re.search(r"stopped after epoch (\d+)", status.inner_text()).group(1))
+    assert 3 <= stopped_at < 60
+    after = image.evaluate(DIGEST)
+    time.sleep(2)   # several epochs' time: a run still going would have redrawn by now
+    assert image.evaluate(DIGEST) == after and f"stopped after epoch {stopped_at}" in status.inner_text()
+    assert page.locator(".widget-button", has_text="Train").is_enabled()
+    page.screenshot(path=str(tmp_path / "stopped.png"))
+
+
+def _chromium(p):
+    from test_browser import CHROMIUM
+
+    return p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
 
 
 @pytest.mark.browser
@@ -139,11 +161,9 @@ def classroom_lab(tmp_path):
 def test_train_updates_the_live_figure_and_stop_stops_it(classroom_lab, tmp_path):
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
-    from test_browser import CHROMIUM, DIGEST
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        browser = _chromium(p)
         try:
             page = browser.new_page(viewport={"width": 1500, "height": 1000})
             page.set_default_timeout(60_000)
@@ -165,30 +185,34 @@ def test_train_updates_the_live_figure_and_stop_stops_it(classroom_lab, tmp_path
             page.wait_for_function("window.jupyterapp.shell.currentWidget.sessionContext.session?.kernel?.status"
                                    " === 'idle'")   # every cell has run: the kernel is free for the buttons
             assert page.locator("[data-mime-type='application/vnd.jupyter.error']").count() == 0
-            train.scroll_into_view_if_needed()
-            train.click()
-
-            image, status = page.locator(".nbstudy-live img, img.nbstudy-live").first, page.locator(".nbstudy-status")
-            seen, end = [], time.monotonic() + 60
-            while len(seen) < 4:   # the first figure, then three changes
-                assert time.monotonic() < end, f"the live figure changed only {len(seen) - 1} times in 60 s"
-                if image.count() and image.evaluate("img => img.complete && img.naturalWidth > 0"):
-                    digest = image.evaluate(DIGEST)
-                    if not seen or digest != seen[-1]:
-                        seen.append(digest)
-                time.sleep(0.05)
-            assert re.search(r"epoch \d+/60 · train acc given labels [01]\.\d\d · true labels [01]\.\d\d · "
-                             r"test [01]\.\d\d", status.inner_text())
-
-            page.locator(".widget-button", has_text="Stop").click()
-            page.wait_for_function("el => el.innerText.includes('stopped after epoch')", arg=status.element_handle(),
-                                   timeout=30_000)
-            stopped_at = int(re.search(r"stopped after epoch (\d+)", status.inner_text()).group(1))
-            assert 3 <= stopped_at < 60
-            after = image.evaluate(DIGEST)
-            time.sleep(2)   # several epochs' time: a run still going would have redrawn by now
-            assert image.evaluate(DIGEST) == after and f"stopped after epoch {stopped_at}" in status.inner_text()
-            assert page.locator(".widget-button", has_text="Train").is_enabled()
-            page.screenshot(path=str(tmp_path / "stopped.png"))
+            _train_then_stop(page, tmp_path)
         finally:
             browser.close()
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(240)
+def test_the_lesson_served_as_a_page_by_voila_trains_and_stops(tmp_path):
+    """`voila notebooks/00_classroom.ipynb` (README, Teaching with nbstudy): the page runs the lesson and its
+    Train / Stop work as in JupyterLab."""
+    from playwright.sync_api import sync_playwright
+    from test_browser import _free_port, served
+
+    lesson, port = _interactive_lesson(tmp_path), _free_port()
+    argv = [sys.executable, "-m", "voila", str(lesson), "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
+            "--ServerApp.port_retries=0"]
+    # a static file answers once the server is up; the page itself would start a kernel and run the lesson
+    with served(argv, f"http://127.0.0.1:{port}/voila/static/voila.js", tmp_path, env={"OMP_NUM_THREADS": "1"}):
+        with sync_playwright() as p:
+            browser = _chromium(p)
+            try:
+                page = browser.new_page(viewport={"width": 1500, "height": 1000})
+                page.set_default_timeout(90_000)
+                page.goto(f"http://127.0.0.1:{port}/")
+                page.locator(".widget-button", has_text="Train").wait_for(state="visible")
+                assert page.get_by_text("Error displaying widget").count() == 0
+                assert page.locator("[data-mime-type='application/vnd.jupyter.error']").count() == 0
+                _train_then_stop(page, tmp_path)
+            finally:
+                browser.close()
+
