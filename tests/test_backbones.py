@@ -140,3 +140,24 @@ def test_the_followup_study_file_passes_a_dry_run(tmp_path, monkeypatch, capsys)
     assert set(study["train"]["methods"]) == set(LNL_METHODS) and len(study["train"]["seeds"]) >= 2
     runs = expand(study, "/tmp/o/x", "/tmp/nb")
     assert sum(r.stage == "pretrain" for r in runs) == 27 and len(runs) == 567
+
+
+def test_the_analysis_keeps_backbones_apart(tmp_path):
+    import pandas as pd
+
+    from nbstudy.analysis import runs as R
+    from nbstudy.analysis import tables
+
+    acc = {("resnet18", "random"): 0.5, ("resnet18", "simclr"): 0.7, ("vit_tiny", "random"): 0.3,
+           ("vit_tiny", "simclr"): 0.4}
+    rows = [{"backbone": b, "init": i, "method": "ce", "noise_kind": "symmetric", "noise_rate": 0.6, "seed": 0,
+             "best_acc": a, "last_acc": a - 0.1, "actual_noise_rate": 0.5, "run": f"{b}-{i}", "run_dir": ""}
+            for (b, i), a in acc.items()]
+    study = R.Study(tmp_path, pd.DataFrame(rows), True)
+    assert R.grid_defaults(study)["backbone"] == "resnet18"                # a figure shows one backbone
+    assert set(R.accuracy_data(study)["runs"].run) == {"resnet18-random", "resnet18-simclr"}
+    assert set(R.accuracy_data(study, backbone="vit_tiny")["runs"].run) == {"vit_tiny-random", "vit_tiny-simclr"}
+    table = tables.results_table(study)                                     # a row per backbone and init
+    assert list(table.mean.index) == [("ce", f"{b} · {i}") for b, i in acc]
+    assert [table.mean.loc[("ce", f"{b} · {i}"), (0.6, "BEST")] for b, i in acc] == pytest.approx(
+        [100 * a for a in acc.values()])

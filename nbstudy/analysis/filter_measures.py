@@ -1,7 +1,8 @@
 """Numbers for first-layer filters, for when the pictures look alike.
 
-Two measures per filter bank (the 64 first-layer filters of a run's network A,
-(64, 3, k, k), as `records.npz` keeps them before and after noisy training):
+Two measures per filter bank (the first-layer filters of a run's network A, as `records.npz`
+keeps them before and after noisy training: a ResNet's 64 first-convolution filters
+(64, 3, k, k), a ViT's 192 patch-embedding filters (192, 3, p, p)):
 
 - **low-frequency share**: the share of the filters' energy (squared 2-D DFT
   magnitude, summed over the 3 colour channels) at spatial frequencies of at most
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from nbstudy.analysis import runs as R
+from nbstudy.models import first_layer
 
 
 def low_frequency_share(filters) -> float:
@@ -46,11 +48,12 @@ def relative_change(before, after) -> float:
     return float(np.linalg.norm(after - before) / scale) if scale > 0 else float("nan")
 
 
-def filter_measures(study: R.Study, noise_rate=None, noise_kind=None, seed=None) -> dict:
-    """Both measures for every run at one noise setting (default the highest rate). Returns {noise_rate,
-    noise_kind, seed, synthetic, kernel (k), random_share (i.i.d. weights' share), runs: DataFrame (init, method,
-    start_low_share, end_low_share, change)}."""
-    g = R.grid_defaults(study, noise_rate, noise_kind, seed)
+def filter_measures(study: R.Study, noise_rate=None, noise_kind=None, seed=None, backbone=None) -> dict:
+    """Both measures for every run at one noise setting (default the highest rate) and backbone (default the
+    first). Returns {noise_rate, noise_kind, seed, backbone, layer ('first convolution' or 'patch embedding'),
+    synthetic, kernel (k), random_share (i.i.d. weights' share), runs: DataFrame (init, method, start_low_share,
+    end_low_share, change)}."""
+    g = R.grid_defaults(study, noise_rate, noise_kind, seed, backbone)
     rows, k = [], None
     for _, run in R.select(study, **g).iterrows():
         rec = R.read_run(run["run_dir"])
@@ -59,7 +62,8 @@ def filter_measures(study: R.Study, noise_rate=None, noise_kind=None, seed=None)
                      "start_low_share": low_frequency_share(rec["filters_initial"]),
                      "end_low_share": low_frequency_share(rec["filters_final"]),
                      "change": relative_change(rec["filters_initial"], rec["filters_final"])})
-    return {**g, "synthetic": study.synthetic, "kernel": k, "random_share": random_share(k) if k else None,
+    return {**g, "layer": first_layer(g["backbone"]), "synthetic": study.synthetic, "kernel": k,
+            "random_share": random_share(k) if k else None,
             "runs": pd.DataFrame(rows)}
 
 
@@ -80,4 +84,6 @@ def finding(measures: dict) -> str:
                      + (f" and by {change[least]:.0%} from {least} init, the least" if least != "random" else
                         ", the least of all inits") + f" (mean over methods, {measures['noise_kind']} noise "
                      f"{measures['noise_rate']:g}).")
-    return " ".join(lines)
+    backbone = measures.get("backbone", "resnet18")
+    where = "" if backbone == "resnet18" else f"{backbone} ({measures['layer']}): "
+    return where + " ".join(lines)

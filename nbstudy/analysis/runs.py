@@ -29,8 +29,9 @@ import pandas as pd
 from nbstudy import noise
 from nbstudy.errors import NbstudyError
 from nbstudy.lnl.records import METRICS_FILE, load_records, selection_metrics
+from nbstudy.models import first_layer
 
-GRID = ("init", "method", "noise_kind", "noise_rate", "seed")
+GRID = ("init", "method", "noise_kind", "noise_rate", "seed", "backbone")
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ def load_study(study_dir) -> Study:
             continue
         p = metrics["params"]
         row = {k: v for k, v in p.items() if not isinstance(v, (dict, list))}
+        row.setdefault("backbone", "resnet18")   # runs of before the backbone parameter trained a ResNet18
         row.update(metrics["final"], init=init_name(metrics), run=str(path.parent.relative_to(root)),
                    run_dir=str(path.parent), n_test=metrics.get("dataset", {}).get("n_test"), **init_probes(metrics))
         rows.append(row)
@@ -165,12 +167,13 @@ def find_run(study: Study, **where) -> pd.Series:
     return runs.iloc[0]
 
 
-def grid_defaults(study: Study, noise_rate=None, noise_kind=None, seed=None) -> dict:
+def grid_defaults(study: Study, noise_rate=None, noise_kind=None, seed=None, backbone=None) -> dict:
     """Fill unset grid values: the highest noise rate (where the methods differ most), the first noise kind,
-    the smallest seed."""
+    the smallest seed, the first backbone (resnet18 when the study has it): a figure never mixes backbones."""
     return {"noise_rate": max(study.choices("noise_rate")) if noise_rate is None else noise_rate,
             "noise_kind": study.choices("noise_kind")[0] if noise_kind is None else noise_kind,
-            "seed": study.choices("seed")[0] if seed is None else seed}
+            "seed": study.choices("seed")[0] if seed is None else seed,
+            "backbone": study.choices("backbone")[0] if backbone is None else backbone}
 
 
 @functools.lru_cache(maxsize=16)
@@ -295,15 +298,16 @@ def loss_auc_curves(study: Study) -> pd.DataFrame:
 # ---- the data of each figure ---------------------------------------------------------
 # Grid values left as None take `grid_defaults`.
 
-def filters_data(study: Study, noise_rate=None, noise_kind=None, seed=None) -> dict:
-    """The first-layer filters of the runs at one grid point, each (64, 3, k, k).
+def filters_data(study: Study, noise_rate=None, noise_kind=None, seed=None, backbone=None) -> dict:
+    """The first-layer filters of the runs at one grid point (one backbone): a ResNet's first convolution
+    (64, 3, k, k), a ViT's patch embedding (192, 3, p, p).
 
-    Keys: the grid values, "synthetic", "inits" and "methods" (the study's, in
-    order), "initial" {init: the weights its runs started from} and "final"
-    {init: {method: the weights after noisy training}}; a combination that was
-    not run is absent.
+    Keys: the grid values, "synthetic", "layer" (`nbstudy.models.first_layer`'s name of
+    what they are), "inits" and "methods" (the study's, in order), "initial" {init: the
+    weights its runs started from} and "final" {init: {method: the weights after noisy
+    training}}; a combination that was not run is absent.
     """
-    g = grid_defaults(study, noise_rate, noise_kind, seed)
+    g = grid_defaults(study, noise_rate, noise_kind, seed, backbone)
     inits, methods = study.choices("init"), study.choices("method")
     initial, final = {}, {}
     for init in inits:
@@ -312,7 +316,8 @@ def filters_data(study: Study, noise_rate=None, noise_kind=None, seed=None) -> d
             if records is not None:
                 initial.setdefault(init, records["filters_initial"])  # an init's runs all start from these
                 final.setdefault(init, {})[method] = records["filters_final"]
-    return {**g, "synthetic": study.synthetic, "inits": inits, "methods": methods, "initial": initial, "final": final}
+    return {**g, "synthetic": study.synthetic, "layer": first_layer(g["backbone"]), "inits": inits,
+            "methods": methods, "initial": initial, "final": final}
 
 
 def loss_distributions(study: Study, epochs, noise_rate=None, methods=None, inits=None, noise_kind=None,
@@ -357,13 +362,15 @@ def _loss_panel(init: str, method: str, s: dict) -> dict:
 
 
 def curves_at(study: Study, curves: pd.DataFrame, noise_rate=None, noise_kind=None) -> dict:
-    """The rows of `curves` (`selection_curves` or `loss_auc_curves`) at one noise rate and kind, every seed.
+    """The rows of `curves` (`selection_curves` or `loss_auc_curves`) at one noise rate and kind, every seed, of
+    the first backbone.
 
     Keys: "noise_rate", "noise_kind", "synthetic", "inits", "methods" (the
     study's, in order) and "curves" (those rows).
     """
     g = grid_defaults(study, noise_rate, noise_kind)
-    rows = curves[(curves.noise_rate == g["noise_rate"]) & (curves.noise_kind == g["noise_kind"])]
+    rows = curves[(curves.noise_rate == g["noise_rate"]) & (curves.noise_kind == g["noise_kind"])
+                  & (curves.backbone == g["backbone"])]
     return {"noise_rate": g["noise_rate"], "noise_kind": g["noise_kind"], "synthetic": study.synthetic,
             "inits": study.choices("init"), "methods": study.choices("method"), "curves": rows}
 
@@ -400,16 +407,18 @@ def threshold_data(study: Study, method: str, epoch: int, threshold: float = 0.5
             "rows": rows}
 
 
-def accuracy_data(study: Study, metrics=("best_acc", "last_acc"), noise_kind=None) -> dict:
-    """Each run's test metrics in percent, for one noise kind.
+def accuracy_data(study: Study, metrics=("best_acc", "last_acc"), noise_kind=None, backbone=None) -> dict:
+    """Each run's test metrics in percent, for one noise kind and one backbone (default the first).
 
     Keys: "noise_kind", "synthetic", "inits", "methods" (the study's, in order)
     and "runs": a long table (run, init, method, noise_rate, seed, metric: the
     column of `Study.runs`, percent), one row per run and metric.
     """
-    kind = grid_defaults(study, noise_kind=noise_kind)["noise_kind"]
-    long = select(study, noise_kind=kind).melt(id_vars=["run", "init", "method", "noise_rate", "seed"],
-                                               value_vars=list(metrics), var_name="metric", value_name="percent")
+    g = grid_defaults(study, noise_kind=noise_kind, backbone=backbone)
+    kind = g["noise_kind"]
+    long = select(study, noise_kind=kind, backbone=g["backbone"]).melt(
+        id_vars=["run", "init", "method", "noise_rate", "seed"], value_vars=list(metrics), var_name="metric",
+        value_name="percent")
     long["percent"] = long["percent"].astype(float) * 100
     return {"noise_kind": kind, "synthetic": study.synthetic, "inits": study.choices("init"),
             "methods": study.choices("method"), "runs": long, "levels": class_levels(study)}

@@ -67,20 +67,23 @@ class ResultsTable:
 def results_table(study: R.Study, metrics: dict | None = None, noise_kind=None,
                   what: str = "Test accuracy (%)") -> ResultsTable:
     """Mean ± std over seeds of each metric ({label: column of the runs, values in [0, 1]}) in percent, for one
-    noise kind (default: the study's first)."""
+    noise kind (default: the study's first); a study of several backbones gets a row per backbone and init."""
     metrics = metrics or PAPER_METRICS
     missing = [c for c in metrics.values() if c not in study.runs]
     if missing:
         raise NbstudyError(f"the runs have no {', '.join(missing)} column: choose metrics among "
                            f"{', '.join(c for c in study.runs.columns if c.endswith(('acc', 'f1')))}")
     kind = R.grid_defaults(study, noise_kind=noise_kind)["noise_kind"]
-    runs = R.select(study, noise_kind=kind)
+    runs, inits = R.select(study, noise_kind=kind), study.choices("init")
+    if len(study.choices("backbone")) > 1:   # a study of several backbones: a row per backbone and init
+        runs = runs.assign(init=runs.backbone + " · " + runs.init)
+        inits = [f"{b} · {i}" for b in study.choices("backbone") for i in inits]
     long = runs.melt(id_vars=["method", "init", "noise_rate"], value_vars=list(metrics.values()),
                      var_name="column", value_name="value")
     long["metric"] = long["column"].map({c: label for label, c in metrics.items()})
     long["value"] = long["value"].astype(float) * 100
     stats = long.groupby(["method", "init", "noise_rate", "metric"])["value"].agg(["mean", "std"])
-    rows = pd.MultiIndex.from_tuples([(m, i) for m in study.choices("method") for i in study.choices("init")
+    rows = pd.MultiIndex.from_tuples([(m, i) for m in study.choices("method") for i in inits
                                       if ((runs.method == m) & (runs.init == i)).any()], names=["method", "init"])
     cols = pd.MultiIndex.from_product([sorted(runs.noise_rate.unique()), list(metrics)],
                                       names=["noise rate", "metric"])
