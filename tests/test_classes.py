@@ -133,3 +133,10 @@ def test_results_csv_has_each_runs_init_probe_beside_random_inits(tmp_path):
     by_init = {r["init"]: r for r in rows}
     assert by_init["random"]["init_probe_acc"] == "" and by_init["random"]["random_probe_acc"] == ""
     assert by_init["simclr"]["init_probe_acc"] == "0.61" and by_init["simclr"]["random_probe_acc"] == "0.7"
+
+
+def test_differences_of_a_study_without_ssl_init_runs_is_an_empty_table_that_says_why(tmp_path):
+    only_random = runs.load_study(make_study(tmp_path, inits=("random",), seeds=(0,), epochs=2))
+    t = tables.differences(only_random)
+    assert t.diff.empty and "no SSL-init run has a random-init run of the same seed" in t.title
+    assert "<table" in t.style().to_html()

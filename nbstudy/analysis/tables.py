@@ -222,8 +222,8 @@ def differences(study: R.Study, noise_kind=None, level: float = S.LEVEL) -> Diff
     wide = diffs.set_index(["method", "init", "noise_rate", "metric"])[["diff", "low", "high"]].unstack(
         ["noise_rate", "metric"])
 
-    def part(value):
-        return wide[value].reindex(index=rows, columns=cols).astype(float)
+    def part(value):   # no pair yet (random init only, or a study still running): an empty table
+        return (wide[value] if len(diffs) else pd.DataFrame()).reindex(index=rows, columns=cols).astype(float)
 
     basis = S.basis_note(diffs, level) if len(diffs) else "no SSL-init run has a random-init run of the same seed"
     title = titled(f"SSL init minus random init, test accuracy (percentage points), {kind} noise; {basis} Green: "
