@@ -92,7 +92,7 @@ def test_accuracy_plot_draws_the_majority_and_chance_levels(study):
     fig = plots.accuracy_vs_noise(runs.accuracy_data(study))
     for ax in fig.axes:
         flat = {round(line.get_ydata()[0], 6) for line in ax.get_lines() if len(set(line.get_ydata())) == 1
-                and line.get_linestyle() in ("--", ":")}
+                and line.get_linestyle() in ("-.", ":")}
         assert {50.0, 25.0} <= flat
 
 

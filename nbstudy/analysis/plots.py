@@ -197,7 +197,7 @@ METRIC_LABELS = {"best_acc": "BEST", "last_acc": "LAST", "val_pick_acc": "noisy-
 def accuracy_vs_noise(data: dict) -> Figure:
     """Columns: methods. Test metric (%) against the noise rate, one colour per init, one line style per metric;
     mean over seeds, bars = standard deviation. Grey lines: the levels reached without learning (`data["levels"]`,
-    `runs.class_levels`, when recorded): always answering the majority class (dashed) and chance, 1 / K (dotted;
+    `runs.class_levels`, when recorded): always answering the majority class (dash-dot) and chance, 1 / K (dotted;
     also the balanced accuracy of any constant answer). `data`: `runs.accuracy_data`."""
     long = data["runs"].assign(metric=lambda d: d.metric.map(lambda m: METRIC_LABELS.get(m, m)))
     methods = data["methods"]
@@ -224,7 +224,7 @@ def chance_lines(levels: dict | None) -> list[dict]:
     and chance (`runs.class_levels`); none when not recorded."""
     if not levels:
         return []
-    return [{"percent": 100 * levels["majority"], "ls": "--",
+    return [{"percent": 100 * levels["majority"], "ls": "-.",
              "label": f"majority class ({levels['majority_class']}) {100 * levels['majority']:.1f}%"},
             {"percent": 100 * levels["chance"], "ls": ":", "label": f"chance 1/{len(levels['class_names'])}"}]
 

@@ -225,7 +225,7 @@ def differences(study: R.Study, noise_kind=None, level: float = S.LEVEL) -> Diff
     def part(value):   # no pair yet (random init only, or a study still running): an empty table
         return (wide[value] if len(diffs) else pd.DataFrame()).reindex(index=rows, columns=cols).astype(float)
 
-    basis = S.basis_note(diffs, level) if len(diffs) else "no SSL-init run has a random-init run of the same seed"
+    basis = S.basis_note(diffs, level) if len(diffs) else "no SSL-init run has a random-init run of the same seed."
     title = titled(f"SSL init minus random init, test accuracy (percentage points), {kind} noise; {basis} Green: "
                    "SSL init better, red: worse, plain: no clear difference (the interval covers 0)", study.synthetic)
     return DifferenceTable(part("diff"), part("low"), part("high"), title,
