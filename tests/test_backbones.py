@@ -15,7 +15,7 @@ from nbstudy.lnl import METHODS as LNL_METHODS
 from nbstudy.lnl import train_noisy
 from nbstudy.models import BACKBONES, Classifier, ViT, build_backbone, first_layer_filters, vit_patch
 from nbstudy.params import defaults
-from nbstudy.pretrain import METHODS
+from nbstudy.pretrain import METHODS, resolve
 from nbstudy.pretrain.jigsaw import tile_geometry
 from nbstudy.pretrain.run import make_optimizer, train_step
 
@@ -62,6 +62,8 @@ def test_jigsaw_tiles_for_a_vit_are_whole_patches():
     assert tile_geometry(12, patch=4) == (4, 2, 8)           # never fewer than 2 x 2 patches
     with pytest.raises(NbstudyError, match="smaller than the ViT's 4 px patch"):
         tile_geometry(32, tile=3, patch=4)
+    with pytest.raises(NbstudyError, match="smaller than the ViT's 4 px patch"):   # before the run starts
+        resolve(method="jigsaw", backbone="vit_tiny", resolution=32, method_options={"tile": 3})
 
 
 @pytest.mark.parametrize("arch", NEW)

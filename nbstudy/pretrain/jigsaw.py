@@ -28,6 +28,7 @@ from torch import nn
 
 from nbstudy.augment import box_grid, random_hflip
 from nbstudy.errors import NbstudyError
+from nbstudy.models import RESNETS, vit_patch
 from nbstudy.params import Param, optional, real, whole
 from nbstudy.pretrain.base import PretextMethod, classification_loss, to_hwc
 
@@ -126,8 +127,10 @@ class Jigsaw(PretextMethod):
 
     @classmethod
     def check_options(cls, options, params):
-        if params.get("resolution") is not None:
-            tile_geometry(params["resolution"], options["crop"], True, options["tile"])
+        if params.get("resolution") is not None:   # a ViT's tile must hold a patch: checked before the run
+            vit = params.get("backbone", "resnet18") not in RESNETS
+            tile_geometry(params["resolution"], options["crop"], True, options["tile"],
+                          vit_patch(params["resolution"]) if vit else None)
         return options
 
     def __init__(self, backbone, mean, std, resolution: int, permutations: int = 100, crop: float = 0.85,
