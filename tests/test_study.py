@@ -244,12 +244,14 @@ def test_results_table_has_a_row_per_training_run_with_grid_and_metrics(tmp_path
     train = [r for r in runs if r.stage == "train"]
     done = train[0]
     done.folder.mkdir(parents=True)
-    (done.folder / "metrics.json").write_text(json.dumps({"final": {"best_acc": 0.9, "last_acc": 0.8}}))
+    metrics = {"params": done.params, "final": {"best_acc": 0.9, "last_acc": 0.8}}   # as a run writes it
+    (done.folder / "metrics.json").write_text(json.dumps(metrics))
     statuses = {r.name: "skipped" for r in train} | {done.name: "finished", train[1].name: "failed"}
     path = write_results(tmp_path / "t", runs, statuses)
     rows = list(csv.DictReader(path.open()))
     assert [r["run"] for r in rows] == [r.name for r in train]
     assert list(rows[0])[:4] == ["run", "status", "dataset", "data_path"]
+    assert rows[0]["backbone"] == "resnet18"
     for column in ("init", "init_run", "method", "method_options", "noise_kind", "noise_rate", "seed", "epochs",
                    "lr", "best_acc", "last_acc"):
         assert column in rows[0]
