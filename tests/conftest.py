@@ -60,7 +60,7 @@ def _one_thread():
 # Longest first: `make test` hands whole modules to two pytest-xdist workers (--dist loadfile) and ends when the last
 # one does, so the longest start at once (minutes of CI, 2026-12-01: pretrain_learns 8, lnl_train 7, cli 5, ray 4.5).
 SLOW_FIRST = ("test_pretrain_learns.py", "test_lnl_train.py", "test_cli.py", "test_ray.py", "test_notebooks_analysis.py",
-              "test_classroom.py", "test_study_folder.py")
+              "test_classroom.py", "test_study_folder.py", "test_pretrain_zoo_learns.py")
 
 
 def pytest_collection_modifyitems(items):
