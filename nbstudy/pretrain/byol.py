@@ -12,8 +12,8 @@ Defaults: tau_0 = 0.99, not the paper's 0.996. The paper's value is for ImageNet
 steps; a target that moves 0.4 % per step barely leaves its random init in the few hundred steps
 of a small run here (0.996^300 = 0.30 of it is left, 0.99^300 = 0.05), and 0.99 is what
 solo-learn's CIFAR recipe uses. Heads of the paper's structure (Linear -> BN -> ReLU -> Linear)
-but 1024 wide instead of 4096, output 256 as in the paper (options ``hidden_dim``, ``out_dim``);
-lightly's ``BYOLProjectionHead`` / ``BYOLPredictionHead``.
+but 1024 wide instead of 4096 (lightly's BYOL example), output 256 as in the paper (options ``hidden_dim``,
+``out_dim``); lightly's ``BYOLProjectionHead`` / ``BYOLPredictionHead``.
 """
 
 from __future__ import annotations
