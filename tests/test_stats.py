@@ -178,3 +178,14 @@ def test_train_noisy_warns_of_symmetric_noise_with_two_classes(tmp_path):
         warnings.simplefilter("error")
         prepare(dataset="synthetic", dataset_options={**options, "num_classes": 9}, noise_rate=0.8, batch_size=4,
                 output_dir=str(tmp_path))
+
+
+def test_a_probe_equal_to_random_inits_is_not_below_it(tmp_path):
+    """BreastMNIST's rotation init (10 epochs) probed exactly as random init did, 121 of 156: it did not help, but
+    it did not end below random init, so it stays in the answer, with no warning."""
+    study = runs.load_study(make_study(tmp_path, inits=("random", "rotation"), seeds=(0,), epochs=2,
+                                       probes={"rotation": (121 / 156, 121 / 156)}))
+    assert runs.pretraining_probes(study).helped.tolist() == [True] and stats.probe_warnings(study) == []
+    assert tables.pretraining(study).data.loc["rotation", "pretraining"] == "no better than random init"
+    assert ("ce", "rotation") in tables.differences(study).diff.index
+    assert "Kept apart" not in "\n".join(stats.answer(study))

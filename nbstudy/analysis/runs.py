@@ -126,14 +126,14 @@ def init_probes(metrics: dict) -> dict:
 
 def pretraining_probes(study: Study) -> pd.DataFrame:
     """One row per SSL init of the study: "init", "probe_acc" and "random_probe_acc" (k-NN probe accuracy,
-    fractions; NaN when not recorded) and "helped" (probe above random init's: True / False, None when not
-    recorded)."""
+    fractions; NaN when not recorded) and "helped" (False when the probe ended below random init's, True
+    otherwise, an equal probe included; None when not recorded)."""
     rows = []
     for init in [i for i in study.choices("init") if i != "random"]:
         run = study.runs[study.runs.init == init].iloc[0]   # an init's runs share one pretraining run
         probe, random = (float("nan") if run.get(c) is None else float(run[c])
                          for c in ("init_probe_acc", "random_probe_acc"))
-        helped = None if np.isnan(probe) or np.isnan(random) else bool(probe > random)
+        helped = None if np.isnan(probe) or np.isnan(random) else bool(probe >= random)   # equal: not below
         rows.append({"init": init, "probe_acc": probe, "random_probe_acc": random, "helped": helped})
     return pd.DataFrame(rows, columns=["init", "probe_acc", "random_probe_acc", "helped"]).astype({"helped": object})
 

@@ -238,12 +238,19 @@ def pretraining(study: R.Study) -> Styler:
     probes = R.pretraining_probes(study)
     table = pd.DataFrame({"init": probes.init, "k-NN probe (%)": 100 * probes.probe_acc,
                           "random init's probe (%)": 100 * probes.random_probe_acc,
-                          "pretraining": probes.helped.map(lambda h: "not recorded" if h is None else
-                                                           "helped" if h else "ended below random init")}
+                          "pretraining": [probe_verdict(p, r) for p, r in zip(probes.probe_acc,
+                                                                               probes.random_probe_acc)]}
                          ).set_index("init")
     return (table.style.format("{:.1f}", subset=["k-NN probe (%)", "random init's probe (%)"], na_rep="")
             .set_caption(titled("Pretraining: k-NN probe of the learned features against random init's",
                                 study.synthetic)))
+
+
+def probe_verdict(probe: float, random: float) -> str:
+    """What a pretraining run's k-NN probe says against random init's (fractions; NaN: not recorded)."""
+    if np.isnan(probe) or np.isnan(random):
+        return "not recorded"
+    return "helped" if probe > random else "no better than random init" if probe == random else "ended below random init"
 
 
 def actual_noise(study: R.Study) -> Styler:
