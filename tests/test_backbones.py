@@ -153,12 +153,15 @@ def test_the_analysis_keeps_backbones_apart(tmp_path):
     acc = {("resnet18", "random"): 0.5, ("resnet18", "simclr"): 0.7, ("vit_tiny", "random"): 0.3,
            ("vit_tiny", "simclr"): 0.4}
     rows = [{"backbone": b, "init": i, "method": "ce", "noise_kind": "symmetric", "noise_rate": 0.6, "seed": 0,
-             "best_acc": a, "last_acc": a - 0.1, "actual_noise_rate": 0.5, "run": f"{b}-{i}", "run_dir": ""}
+             "best_acc": a, "last_acc": a - 0.1, "actual_noise_rate": 0.5, "run": f"{b}-{i}", "run_dir": "",
+             "init_probe_acc": None if i == "random" else a, "random_probe_acc": None if i == "random" else 0.45}
             for (b, i), a in acc.items()]
     study = R.Study(tmp_path, pd.DataFrame(rows), True)
     assert R.grid_defaults(study)["backbone"] == "resnet18"                # a figure shows one backbone
     assert set(R.accuracy_data(study)["runs"].run) == {"resnet18-random", "resnet18-simclr"}
     assert set(R.accuracy_data(study, backbone="vit_tiny")["runs"].run) == {"vit_tiny-random", "vit_tiny-simclr"}
+    assert R.pretraining_probes(study).helped.tolist() == [True]            # resnet18's simclr: 0.7 > 0.45
+    assert R.pretraining_probes(study, "vit_tiny").helped.tolist() == [False]   # 0.4 < 0.45
     table = tables.results_table(study)                                     # a row per backbone and init
     assert list(table.mean.index) == [("ce", f"{b} · {i}") for b, i in acc]
     assert [table.mean.loc[("ce", f"{b} · {i}"), (0.6, "BEST")] for b, i in acc] == pytest.approx(

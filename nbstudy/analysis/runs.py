@@ -124,13 +124,17 @@ def init_probes(metrics: dict) -> dict:
     return {"init_probe_acc": meta.get("probe_acc"), "random_probe_acc": meta.get("random_init_probe_acc")}
 
 
-def pretraining_probes(study: Study) -> pd.DataFrame:
-    """One row per SSL init of the study: "init", "probe_acc" and "random_probe_acc" (k-NN probe accuracy,
-    fractions; NaN when not recorded) and "helped" (False when the probe ended below random init's, True
-    otherwise, an equal probe included; None when not recorded)."""
+def pretraining_probes(study: Study, backbone=None) -> pd.DataFrame:
+    """One row per SSL init of the study, of one backbone (default the first): "init", "probe_acc" and
+    "random_probe_acc" (k-NN probe accuracy, fractions; NaN when not recorded) and "helped" (False when the
+    probe ended below random init's, True otherwise, an equal probe included; None when not recorded)."""
+    backbone = study.choices("backbone")[0] if backbone is None else backbone
     rows = []
     for init in [i for i in study.choices("init") if i != "random"]:
-        run = study.runs[study.runs.init == init].iloc[0]   # an init's runs share one pretraining run
+        mine = study.runs[(study.runs.init == init) & (study.runs.backbone == backbone)]
+        if mine.empty:
+            continue
+        run = mine.iloc[0]   # an init's runs of one backbone share one pretraining run
         probe, random = (float("nan") if run.get(c) is None else float(run[c])
                          for c in ("init_probe_acc", "random_probe_acc"))
         helped = None if np.isnan(probe) or np.isnan(random) else bool(probe >= random)   # equal: not below
