@@ -145,9 +145,9 @@ def check_study(raw, where: str = "study") -> dict:
     for key in TOP_KEYS:
         study[key] = _checked(where, TRAIN_PARAMS[key], key, study[key])
     study["dataset"] = _check_dataset(study["dataset"], f"{where}: dataset")
-    study[BACKBONES_KEY] = _as_list([_checked(f"{where}: {BACKBONES_KEY}", TRAIN_PARAMS["backbone"], "backbone", v)
-                                     for v in _as_list(study[BACKBONES_KEY], f"{where}: {BACKBONES_KEY}")],
-                                    f"{where}: {BACKBONES_KEY}")
+    at, backbones = f"{where}: {BACKBONES_KEY}", study[BACKBONES_KEY]
+    backbones = backbones if isinstance(backbones, (list, tuple)) else [backbones]
+    study[BACKBONES_KEY] = _as_list([_checked(at, TRAIN_PARAMS["backbone"], "backbone", v) for v in backbones], at)
     pretrain = {} if study["pretrain"] is None else _stage(study["pretrain"], "pretrain", {}, f"{where}: pretrain")
     study["pretrain"] = {"methods": pretrain}
     study["train"] = _check_train(study["train"], list(pretrain), f"{where}: train")
