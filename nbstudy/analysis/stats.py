@@ -14,8 +14,10 @@ points. Its interval depends on what the records allow:
   covers test-set sampling only, and is wider than a paired interval would be
   (two networks are right on mostly the same images).
 
-The runs record accuracies, not per-image test predictions, so a bootstrap over
-test images (and a paired test on them, such as McNemar's) is not possible.
+The intervals use the accuracies each run records. Runs made since 2026-12 also
+record their last-epoch test predictions (records.npz `test_predictions`), which
+would allow a paired interval over test images for LAST (a bootstrap, or
+McNemar's test); these intervals do not use them yet.
 """
 
 from __future__ import annotations
