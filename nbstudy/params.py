@@ -170,7 +170,7 @@ def data_params() -> dict:
 
 # Parameters added after runs were named, with the value every earlier run had: at that value they are left
 # out of a run's name and resume key (`named`), so earlier runs keep their names and still resume.
-LATER = {"backbone": "resnet18"}
+LATER = {"backbone": "resnet18", "class_weights": "none"}
 
 
 def named(params: dict) -> dict:
