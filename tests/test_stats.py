@@ -189,3 +189,26 @@ def test_a_probe_equal_to_random_inits_is_not_below_it(tmp_path):
     assert tables.pretraining(study).data.loc["rotation", "pretraining"] == "no better than random init"
     assert ("ce", "rotation") in tables.differences(study).diff.index
     assert "Kept apart" not in "\n".join(stats.answer(study))
+
+
+def test_each_backbone_is_paired_with_its_own_random_init(tmp_path):
+    """SimCLR init ahead of random init on resnet18 (the fake study's pretrained lead) and planted 40 points lower
+    on vit_tiny: two rows, two verdicts, one table."""
+    root = tmp_path / "study" / "train"
+    root.mkdir(parents=True)
+    for backbone, shift in (("resnet18", 0.0), ("vit_tiny", -40.0)):
+        made = make_study(tmp_path / backbone, inits=("random", "simclr"), methods=("ce",), rates=(0.8,),
+                          seeds=(0, 1, 2), epochs=3, shift={"simclr": shift})
+        for run in (made / "train").iterdir():
+            metrics = json.loads((run / "metrics.json").read_text())
+            metrics["params"]["backbone"] = backbone
+            (run / "metrics.json").write_text(json.dumps(metrics))
+            run.rename(root / f"{backbone}-{run.name}")
+    study = runs.load_study(tmp_path / "study")
+    last = stats.paired_differences(study).query("metric == 'LAST'").set_index("backbone")
+    assert last.loc["vit_tiny", "diff"] == pytest.approx(last.loc["resnet18", "diff"] - 40, abs=2)
+    assert stats.verdict(last.loc["resnet18"]) == "better" and stats.verdict(last.loc["vit_tiny"]) == "worse"
+    said = "\n".join(stats.answer(study))
+    assert "resnet18 simclr init beats random init for ce" in said and "vit_tiny simclr init loses to random" in said
+    table = tables.differences(study)
+    assert list(table.diff.index.get_level_values("init")) == ["resnet18 simclr", "vit_tiny simclr"]

@@ -32,7 +32,7 @@ from nbstudy.analysis import runs as R
 
 PAPER_METRICS = {"BEST": "best_acc", "LAST": "last_acc"}
 LEVEL = 0.95
-COLUMNS = ["noise_kind", "noise_rate", "method", "init", "metric", "diff", "low", "high", "n_seeds", "n_test",
+COLUMNS = ["backbone", "noise_kind", "noise_rate", "method", "init", "metric", "diff", "low", "high", "n_seeds", "n_test",
            "basis", "ssl", "random", "actual_noise", "pretraining_helped"]
 ADVICE = ("more pretraining epochs, more images, the small stem (stem: small) or another temperature (SimCLR) "
           "usually help")
@@ -63,7 +63,8 @@ def test_set_interval(acc_a: float, acc_b: float, n_test: int, level: float = LE
 
 
 def paired_differences(study: R.Study, metrics: dict | None = None, level: float = LEVEL) -> pd.DataFrame:
-    """One row per noise kind x noise rate x LNL method x SSL init x metric ({label: column, values in [0, 1]}).
+    """One row per backbone x noise kind x noise rate x LNL method x SSL init x metric ({label: column, values in
+    [0, 1]}); an SSL init is paired with random init of its own backbone.
 
     Columns: the grid values, "metric" (the label), "diff", "low", "high" (SSL minus random init, percentage
     points; low/high NaN when no interval can be given), "n_seeds" (paired seeds), "n_test" (test images),
@@ -75,8 +76,9 @@ def paired_differences(study: R.Study, metrics: dict | None = None, level: float
     metrics = metrics or PAPER_METRICS
     numbers = [*metrics.values(), "actual_noise_rate", "n_test"]
     runs = study.runs.astype({c: float for c in numbers})   # None (not recorded) -> NaN
-    helped = {r.init: r.helped for r in R.pretraining_probes(study).itertuples()}   # True / False / None
-    keys = ["noise_kind", "noise_rate", "method"]
+    helped = {(b, r.init): r.helped for b in study.choices("backbone")   # True / False / None
+              for r in R.pretraining_probes(study, backbone=b).itertuples()}
+    keys = ["backbone", "noise_kind", "noise_rate", "method"]
     rows = []
     for init in [i for i in study.choices("init") if i != "random"]:
         ssl, rnd = runs[runs.init == init], runs[runs.init == "random"]
@@ -98,7 +100,8 @@ def paired_differences(study: R.Study, metrics: dict | None = None, level: float
                 rows.append({**dict(zip(keys, grid)), "init": init, "metric": label, "diff": diff, "low": low,
                              "high": high, "n_seeds": len(group), "n_test": n_test, "basis": basis,
                              "ssl": 100 * a.mean(), "random": 100 * b.mean(),
-                             "actual_noise": group["actual_noise_rate"].mean(), "pretraining_helped": helped.get(init)})
+                             "actual_noise": group["actual_noise_rate"].mean(),
+                             "pretraining_helped": helped.get((grid[0], init))})
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -120,9 +123,16 @@ def probe_warning(init: str, probe_acc: float, random_probe_acc: float) -> str |
 
 
 def probe_warnings(study: R.Study) -> list[str]:
-    """`probe_warning` for each of the study's SSL inits whose pretraining did not beat random init."""
-    return [w for r in R.pretraining_probes(study).itertuples()
-            if (w := probe_warning(r.init, r.probe_acc, r.random_probe_acc))]
+    """`probe_warning` for each of the study's SSL inits (of each backbone) whose pretraining did not beat random
+    init."""
+    backbones = study.choices("backbone")
+    return [w for b in backbones for r in R.pretraining_probes(study, backbone=b).itertuples()
+            if (w := probe_warning(_named(r.init, b, backbones), r.probe_acc, r.random_probe_acc))]
+
+
+def _named(init: str, backbone: str, backbones: list) -> str:
+    """An init's name, with its backbone when the study has several."""
+    return f"{backbone} {init}" if len(backbones) > 1 else init
 
 
 def basis_note(diffs: pd.DataFrame, level: float = LEVEL) -> str:
@@ -150,9 +160,10 @@ def answer(study: R.Study, level: float = LEVEL) -> list[str]:
         return ["No SSL-init run has a random-init run of the same method, noise kind, rate and seed to compare "
                 "with: add random (and an SSL method) to the study's train: inits."]
     lines = [basis_note(diffs, level)]
-    kinds = diffs.noise_kind.nunique() > 1
-    for grid, group in diffs.groupby(["noise_kind", "noise_rate", "method", "init"], sort=False):
-        kind, rate, method, init = grid
+    kinds, backbones = diffs.noise_kind.nunique() > 1, study.choices("backbone")
+    for grid, group in diffs.groupby(["backbone", "noise_kind", "noise_rate", "method", "init"], sort=False):
+        backbone, kind, rate, method, init = grid
+        init = _named(init, backbone, backbones)
         last, best = (group[group.metric == m].iloc[0] for m in ("LAST", "BEST"))
         where = f"at {rate:g}{f' {kind}' if kinds else ''} ({wrong_label(last.actual_noise)})"
         v, ci = verdict(last), _interval(last, level)

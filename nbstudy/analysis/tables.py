@@ -214,8 +214,9 @@ def differences(study: R.Study, noise_kind=None, level: float = S.LEVEL) -> Diff
     kind = R.grid_defaults(study, noise_kind=noise_kind)["noise_kind"]
     diffs = S.paired_differences(study, level=level)
     diffs = diffs[diffs.noise_kind == kind].copy()
-    diffs["init"] = [f"{i} (probe below random)" if S.fell_short(h) else i
-                     for i, h in zip(diffs.init, diffs.pretraining_helped)]
+    several = diffs.backbone.nunique() > 1   # then each init is named with its backbone: one row each
+    diffs["init"] = [f"{f'{b} ' if several else ''}{i}{' (probe below random)' if S.fell_short(h) else ''}"
+                     for b, i, h in zip(diffs.backbone, diffs.init, diffs.pretraining_helped)]
     cols = pd.MultiIndex.from_product([sorted(diffs.noise_rate.unique()), list(S.PAPER_METRICS)],
                                       names=["noise rate", "metric"])
     rows = pd.MultiIndex.from_frame(diffs[["method", "init"]].drop_duplicates())
