@@ -417,7 +417,7 @@ def write_results(study_dir, runs: list[Run], statuses: dict) -> Path:
         row = {"run": run.name, "status": statuses[run.name], **run.grid}
         if row["status"] == "finished":
             metrics = json.loads((run.folder / "metrics.json").read_text())
-            row.update(metrics["final"], **init_probes(metrics))
+            row.update(metrics["final"], **init_probes({"params": run.params, **metrics}))   # the run knows its init
         rows.append({k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in row.items()})
     columns = list(dict.fromkeys(k for row in rows for k in row))
     text = io.StringIO()

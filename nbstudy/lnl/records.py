@@ -91,11 +91,12 @@ def write_run(out: Path, setup, ctx, state: dict, final: dict) -> None:
     """A finished run's records: `setup` (`base.Setup`), the loop's `ctx` and `state`, the `final` summary.
 
     The final networks' test predictions (the reported network, or the ensemble's summed logits) go in as
-    `test_predictions`, their confusion matrix and per-class recall (the LAST epoch's) into `final`."""
+    `test_predictions`, their confusion matrix and per-class recall (the LAST epoch's) into `final` itself, so
+    the summary the loop returns is the one recorded."""
     ds = setup.dataset
     logits = [ctx.logits(net, images=ds.test_images) for net in ctx.nets]
     test_pred = (logits[0] if setup.method.reported == "A" else sum(logits)).argmax(1).numpy()
-    final = {**final, **confusion(ds.test_labels, test_pred, ds.num_classes)}
+    final.update(confusion(ds.test_labels, test_pred, ds.num_classes))
     metrics = {
         "format": "nbstudy-train-records/1",
         "params": setup.params,
