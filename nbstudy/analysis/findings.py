@@ -26,6 +26,15 @@ def _at(study: R.Study, g: dict) -> R.Study:
     return R.Study(study.dir, R.select(study, **{k: v for k, v in g.items() if k != "seed"}), study.synthetic)
 
 
+def _known_at(study: R.Study, noise_rate, noise_kind) -> tuple:
+    """(the runs that know their wrong labels at the grid point, the grid point), or (None, why there are none)."""
+    study = R.with_known_wrong_labels(study)
+    if study.runs.empty:
+        return None, f"These runs {R.UNKNOWN_WRONG}."
+    g = R.grid_defaults(study, noise_rate, noise_kind)
+    return _at(study, g), g
+
+
 def _mean_over_seeds(curves: pd.DataFrame, value: str) -> pd.DataFrame:
     return curves.groupby(["method", "init", "epoch"], sort=False)[value].mean().reset_index()
 
@@ -40,33 +49,31 @@ def loss_finding(study: R.Study, noise_rate=None, noise_kind=None) -> str:
 
     Only runs that know their wrong labels count (`runs.with_known_wrong_labels`). Returns a short paragraph;
     when no label is known wrong it says there is nothing to separate."""
-    study = R.with_known_wrong_labels(study)
-    if study.runs.empty:
-        return f"These runs {R.UNKNOWN_WRONG}."
-    g = R.grid_defaults(study, noise_rate, noise_kind)
-    curves = R.loss_auc_curves(_at(study, g))
-    curves = curves.dropna(subset=["loss_auc"])
+    at, g = _known_at(study, noise_rate, noise_kind)
+    if at is None:
+        return g
+    curves = R.loss_auc_curves(at).dropna(subset=["loss_auc"])
     if curves.empty:
         return f"At {_where(g)} no label is wrong, so there is no right / wrong split to measure."
     auc = _mean_over_seeds(curves, "loss_auc")
     first = auc[auc.epoch == auc.epoch.min()].groupby("init", sort=False).loss_auc.mean()
-    inits = _init_order(study, first.index)
+    inits = _init_order(at, first.index)
     lines = [f"At {_where(g)}, epoch {auc.epoch.min()}: the loss told wrong from right labels with an AUC of "
              + ", ".join(f"{first[i]:.2f} from {i} init" for i in inits) + " (mean over methods and seeds; 0.5 is "
              "chance)."]
-    for method in study.choices("method"):
+    for method in at.choices("method"):
         rows = auc[auc.method == method]
-        parts = []
-        for init in _init_order(study, rows.init):
+        parts, closed = [], False
+        for init in _init_order(at, rows.init):
             r = rows[rows.init == init].sort_values("epoch")
             peak = r.loc[r.loss_auc.idxmax()]
             last = r.iloc[-1]
             if peak.loss_auc - last.loss_auc >= CLOSED:
+                closed = True
                 parts.append(f"from {init} init it peaked at {peak.loss_auc:.2f} (epoch {int(peak.epoch)}) and fell "
                              f"to {last.loss_auc:.2f} by epoch {int(last.epoch)}")
             else:
                 parts.append(f"from {init} init it held at {last.loss_auc:.2f} to epoch {int(last.epoch)}")
-        closed = sum("fell" in p for p in parts)
         verdict = (" — the gap closed: the network fitted the wrong labels (memorisation)" if closed else "")
         lines.append(f"{method}: {'; '.join(parts)}{verdict}.")
     return " ".join(lines)
@@ -78,24 +85,22 @@ def separation_finding(study: R.Study, noise_rate=None, noise_kind=None) -> str:
 
     Only runs that know their wrong labels count. Returns a short paragraph; with no selecting method, or no
     wrong labels at that rate, it says so."""
-    study = R.with_known_wrong_labels(study)
-    if study.runs.empty:
-        return f"These runs {R.UNKNOWN_WRONG}."
-    g = R.grid_defaults(study, noise_rate, noise_kind)
-    curves = R.selection_curves(_at(study, g))
-    curves = curves.dropna(subset=["value"])
+    at, g = _known_at(study, noise_rate, noise_kind)
+    if at is None:
+        return g
+    curves = R.selection_curves(at).dropna(subset=["value"])
     if curves.empty:
         return f"At {_where(g)} no run selects samples (Co-teaching and DivideMix do; CE keeps every sample)."
-    wrong = _at(study, g).runs.actual_noise_rate.mean()
+    wrong = at.runs.actual_noise_rate.mean()
     if wrong == 0:
         return f"At {_where(g)} no label is wrong, so there is nothing for a selection to leave out."
     last = curves[curves.epoch == curves.groupby("run").epoch.transform("max")]
     table = last.pivot_table(index=["method", "init"], columns="metric", values="value", aggfunc="mean")
     lines = [f"At {_where(g)} ({wrong:.0%} of the training labels wrong; keeping samples at random, {1 - wrong:.0%} "
              "of those kept would have right labels), at the last epoch:"]
-    for method in [m for m in study.choices("method") if m in table.index.get_level_values(0)]:
+    for method in [m for m in at.choices("method") if m in table.index.get_level_values(0)]:
         t = table.loc[method].dropna(subset=["precision"])
-        inits = _init_order(study, t.index)
+        inits = _init_order(at, t.index)
         parts = [f"{t.loc[i, 'precision']:.0%} from {i} init (keeping {t.loc[i, 'recall']:.0%} of the right labels)"
                  for i in inits]
         ranked = t["precision"].sort_values(ascending=False)
