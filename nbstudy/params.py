@@ -170,7 +170,9 @@ def data_params() -> dict:
 
 # Parameters added after runs were named, with the value every earlier run had: at that value they are left
 # out of a run's name and resume key (`named`), so earlier runs keep their names and still resume.
-LATER = {"backbone": "resnet18", "class_weights": "none"}
+# val_split "auto" is what earlier runs did on data sets without a validation split (synthetic, NCT-CRC-HE); on those
+# with one (MedMNIST, COVID-QU-Ex, an image folder with val/) earlier runs carved val_fraction off the training set.
+LATER = {"backbone": "resnet18", "class_weights": "none", "val_split": "auto"}
 
 
 def named(params: dict) -> dict:

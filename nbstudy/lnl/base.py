@@ -65,7 +65,18 @@ class Setup:
     clean_labels: np.ndarray
     noisy_labels: np.ndarray
     train_idx: np.ndarray
-    val_idx: np.ndarray
+    val_idx: np.ndarray                      # training images held out (val_split train), else empty
+    val_images: np.ndarray | None = None     # the data set's own validation split (val_split dataset), else None
+    val_labels: np.ndarray | None = None     # its labels, corrupted like the training labels
+
+    @property
+    def val_split(self) -> str:
+        """Where the noisy validation set came from: "dataset" (its own split) or "train" (held-out images)."""
+        return "train" if self.val_images is None else "dataset"
+
+    @property
+    def n_val(self) -> int:
+        return len(self.val_idx) if self.val_images is None else len(self.val_labels)
 
     @property
     def noise_mask(self) -> np.ndarray:

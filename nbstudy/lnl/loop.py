@@ -1,9 +1,9 @@
 """Stage 2's loop, the same for every noisy-label method: prepare the data and noise, train, evaluate, record.
 
 1. `prepare(params)`: check the parameters (`params.resolve`), load the dataset,
-   corrupt the labels (same seed, same noisy labels) and hold out a validation
-   split that keeps its noisy labels (for the checkpoint a user would pick
-   without test labels).
+   corrupt the labels (same seed, same noisy labels) and take a validation set
+   with noisy labels (for the checkpoint a user would pick without test labels):
+   the data set's own validation split, noised alike, or held-out training images.
 2. `train(setup)`: build the networks (random or pretrained init), then per
    epoch: the method's schedule and epoch (`base.Method`), test accuracy of
    every network and the ensemble, selection scored against the wrong-label
@@ -33,7 +33,7 @@ from nbstudy.checkpoint import load_backbone, load_checkpoint
 from nbstudy.data import load_dataset
 from nbstudy.errors import NbstudyError
 from nbstudy.evaluate import classification_metrics
-from nbstudy.lnl import records, suspects
+from nbstudy.lnl import records, suspects, validation
 from nbstudy.lnl.base import Context, Setup
 from nbstudy.lnl.params import RUN_ONLY, noise_rate_warning, resolve
 from nbstudy.lnl.registry import METHODS
@@ -45,7 +45,9 @@ CHECKPOINT_FILE = "checkpoint.pt"
 
 
 def prepare(params: dict | None = None, **kwargs) -> Setup:
-    """Check parameters, load the dataset, corrupt the labels and split off the noisy validation set."""
+    """Check parameters, load the dataset, corrupt the labels, and take the noisy validation set: the data set's
+    own validation split with its labels corrupted alike (val_split dataset, or auto when it has one), or
+    val_fraction of the training images with their noisy labels (train)."""
     p = resolve(params, **kwargs)
     method = METHODS[p["method"]]
     ds = load_dataset(p["dataset"], data_path=p["data_path"], resolution=p["resolution"], seed=p["data_seed"],
@@ -61,14 +63,12 @@ def prepare(params: dict | None = None, **kwargs) -> Setup:
         warnings.warn(far, stacklevel=2)
     options = method.check_options(p["method_options"], {**p, "expected_noise_rate": expected})
     p = {**p, "method_options": options}   # derived options (Co-teaching's forget rate) recorded as run
-    order = np.random.default_rng([p["seed"], 1]).permutation(len(clean))
-    n_val = int(round(p["val_fraction"] * len(clean)))
-    val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+    train_idx, val_idx, val_images, val_labels = validation.split(p, ds)
     batch = p["batch_size"] or method.batch_size
     if len(train_idx) < 2 * batch:
         raise NbstudyError(f"only {len(train_idx)} training images for batch_size={batch}: "
                            f"use batch_size <= {len(train_idx) // 2} or a larger dataset")
-    return Setup(p, method, options, ds, clean, noisy, train_idx, val_idx)
+    return Setup(p, method, options, ds, clean, noisy, train_idx, val_idx, val_images, val_labels)
 
 
 def train(setup: Setup) -> dict:
@@ -82,7 +82,8 @@ def train(setup: Setup) -> dict:
     resume.remove_stale_temps(out, (CHECKPOINT_FILE, records.METRICS_FILE, records.RECORDS_FILE, records.PARAMS_FILE,
                                     suspects.SUSPECTS_FILE))
     ckpt_path = out / CHECKPOINT_FILE
-    labels = hashlib.sha256(setup.noisy_labels.tobytes() + setup.train_idx.tobytes()).hexdigest()
+    val = b"" if setup.val_labels is None else setup.val_labels.tobytes()   # empty: earlier runs' keys hold
+    labels = hashlib.sha256(setup.noisy_labels.tobytes() + setup.train_idx.tobytes() + val).hexdigest()
     key = resume.run_key(named(p), RUN_ONLY, labels_sha256=labels)
     _refuse_other_finished_run(out, key)
     saved = resume.load_state(ckpt_path, key)
@@ -170,7 +171,11 @@ def evaluate(ctx: Context, setup: Setup) -> dict:
     network's balanced accuracy, macro-F1 and accuracy on the noisy validation labels."""
     test_y = np.asarray(setup.dataset.test_labels)
     test = [ctx.logits(net, images=setup.dataset.test_images) for net in ctx.nets]
-    val = [ctx.logits(net, indices=setup.val_idx) for net in ctx.nets] if len(setup.val_idx) else []
+    if setup.val_images is not None:
+        val, val_y = [ctx.logits(net, images=setup.val_images) for net in ctx.nets], setup.val_labels
+    else:
+        val = [ctx.logits(net, indices=setup.val_idx) for net in ctx.nets] if len(setup.val_idx) else []
+        val_y = setup.noisy_labels[setup.val_idx]
     two = len(ctx.nets) == 2
     acc = lambda logits, y: float((logits.argmax(1).numpy() == y).mean())  # noqa: E731
     row = {"test_acc_A": acc(test[0], test_y),
@@ -179,7 +184,7 @@ def evaluate(ctx: Context, setup: Setup) -> dict:
     pick = (lambda outs: outs[0]) if setup.method.reported == "A" else sum
     m = classification_metrics(test_y, pick(test).argmax(1).numpy())
     row.update(test_acc=m["acc"], test_balanced_acc=m["balanced_acc"], test_macro_f1=m["macro_f1"])
-    row["val_acc"] = acc(pick(val), setup.noisy_labels[setup.val_idx]) if val else None
+    row["val_acc"] = acc(pick(val), val_y) if val else None
     return row
 
 

@@ -17,6 +17,8 @@ from nbstudy.lnl.registry import METHODS
 from nbstudy.params import Param
 from nbstudy.plain import plain
 
+VAL_SPLITS = ("auto", "dataset", "train")
+
 PARAMS = {
     **P.data_params(),
     "method": Param("ce", P.one_of(*METHODS), "noisy-label method: " + ", ".join(METHODS)),
@@ -32,8 +34,12 @@ PARAMS = {
     "class_weights": Param("none", P.one_of("none", "balanced"), "weight each class's loss (balanced: n / (K n_c) "
                            "over the noisy training labels) for imbalanced sets: CE, Co-teaching's update, "
                            "DivideMix's warm-up (docs/records.md)"),
+    "val_split": Param("auto", P.one_of(*VAL_SPLITS), "where the noisy validation set (to pick an epoch without "
+                       "test labels) comes from: dataset (the data set's own validation split, its labels corrupted "
+                       "like the training labels), train (val_fraction of the training images), auto (dataset when "
+                       "the data set has one)"),
     "val_fraction": Param(0.1, P.real(0, 0.5), "training images held out with their noisy labels, to pick an "
-                          "epoch without test labels"),
+                          "epoch without test labels (val_split train, or auto without a validation split)"),
     "record_every": Param(1, P.whole(1), "record per-sample losses and selection every N epochs (and the last)"),
     "checkpoint_every": Param(1, P.whole(0), "save a resumable checkpoint every N epochs (0: never)",
                               run_only=True),

@@ -106,7 +106,7 @@ def write_run(out: Path, setup, ctx, state: dict, final: dict) -> None:
         "init": state["init"],
         "dataset": {"name": ds.name, "synthetic": bool(ds.synthetic), "class_names": list(ds.class_names),
                     "num_classes": ds.num_classes, "resolution": ds.resolution,
-                    "n_train": len(setup.train_idx), "n_val": len(setup.val_idx), "n_test": len(ds.test_labels),
+                    "n_train": len(setup.train_idx), "n_val": setup.n_val, "val_split": setup.val_split, "n_test": len(ds.test_labels),
                     "unreadable_skipped": len(ds.unreadable_skipped), "labels_file": ds.labels_file or None},
         "noise": {"kind": setup.params["noise_kind"], "rate": setup.params["noise_rate"],
                   "mask_known": setup.mask_known,
@@ -121,6 +121,7 @@ def write_run(out: Path, setup, ctx, state: dict, final: dict) -> None:
         **({"noise_mask": setup.noise_mask} if setup.mask_known else {}),
         "train_indices": setup.train_idx,
         "val_indices": setup.val_idx,
+        **({"val_noisy_labels": setup.val_labels} if setup.val_labels is not None else {}),
         "test_predictions": test_pred.astype(np.int64),
         "record_epochs": np.asarray(state["record_epochs"], dtype=np.int64),
         "losses": np.stack(state["losses"]),      # the last epoch is always recorded
