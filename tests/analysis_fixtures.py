@@ -20,9 +20,12 @@ PROBES = {"simclr": (0.71, 0.52)}   # init: (its k-NN probe, random init's), as 
 
 
 def make_study(root, inits=("random", "simclr"), methods=("ce", "coteaching", "dividemix"), rates=(0.4, 0.8),
-               seeds=(0, 1), epochs=6, n_train=200, n_val=20, kind="symmetric", probes=None, shift=None) -> Path:
+               seeds=(0, 1), epochs=6, n_train=200, n_val=20, kind="symmetric", probes=None, shift=None,
+               answers=False) -> Path:
     """`probes`: {init: (probe_acc, random_init_probe_acc)} recorded in each run's init (default `PROBES`);
-    `shift`: {init: points} added to that init's every test accuracy (a planted difference from random init)."""
+    `shift`: {init: points} added to that init's every test accuracy (a planted difference from random init);
+    `answers`: record last-epoch test predictions and labels, right on the round(LAST x 400) easiest images, by a
+    difficulty mostly shared by a seed's runs (so two runs agree on most images, as real networks do)."""
     study = Path(root) / "fake-study"
     for init in inits:
         for method in methods:
@@ -30,11 +33,12 @@ def make_study(root, inits=("random", "simclr"), methods=("ce", "coteaching", "d
                 for seed in seeds:
                     folder = study / "train" / f"{init}-{method}-{kind}-{rate:g}-s{seed}-0123abcd"
                     _write_run(folder, study, init, method, kind, rate, seed, epochs, n_train, n_val,
-                               (PROBES if probes is None else probes).get(init), (shift or {}).get(init, 0.0))
+                               (PROBES if probes is None else probes).get(init), (shift or {}).get(init, 0.0), answers)
     return study
 
 
-def _write_run(folder, study, init, method, kind, rate, seed, epochs, n_train, n_val, probe=None, shift=0.0):
+def _write_run(folder, study, init, method, kind, rate, seed, epochs, n_train, n_val, probe=None, shift=0.0,
+               answers=False):
     rng = np.random.default_rng([seed, int(rate * 10), *map(ord, init + method)])
     n = n_train + n_val
     clean = np.arange(n) % len(CLASSES)
@@ -93,6 +97,12 @@ def _write_run(folder, study, init, method, kind, rate, seed, epochs, n_train, n
               "val_indices": val_idx, "record_epochs": np.arange(1, epochs + 1), "losses": np.stack(losses),
               "selection": np.stack(selection), "filters_initial": filters.astype(np.float32),
               "filters_final": final.astype(np.float32)}
+    if answers:
+        test_labels = np.arange(N_TEST) % len(CLASSES)
+        right = np.zeros(N_TEST, bool)
+        hard = np.random.default_rng([seed, 7]).random(N_TEST) + 0.3 * rng.random(N_TEST)   # shared, and the run's own
+        right[np.argsort(hard)[:round(metrics["final"]["last_acc"] * N_TEST)]] = True
+        arrays.update(test_labels=test_labels, test_predictions=np.where(right, test_labels, (test_labels + 1) % 4))
     write_records(folder, metrics, arrays)
     # the suspects a run of the method would list: its last losses rank the labels; it predicts the true class
     suspects.write(folder, train_idx, losses[-1][train_idx], noisy_labels[train_idx], clean[train_idx], CLASSES,

@@ -57,6 +57,50 @@ def test_test_set_interval_finds_a_large_gap_and_not_the_issues_small_one():
     assert diff == pytest.approx(100 * 9 / 156) and low < 0 < high
 
 
+def test_matched_interval_is_agresti_min_by_hand():
+    a = np.array([1] * 60 + [1] * 25 + [0] * 10 + [0] * 5, bool)   # 60 both right, 25 only a, 10 only b, 5 neither
+    b = np.array([1] * 60 + [0] * 25 + [1] * 10 + [0] * 5, bool)
+    diff, low, high = stats.matched_interval(a, b)
+    p_ab, p_ba = 25.5 / 102, 10.5 / 102
+    half = 1.959964 * np.sqrt((p_ab + p_ba - (p_ab - p_ba) ** 2) / 102)
+    assert (diff, low, high) == pytest.approx((15.0, 100 * (p_ab - p_ba - half), 100 * (p_ab - p_ba + half)))
+    with pytest.raises(ValueError, match="same test images"):
+        stats.matched_interval(a, b[:-1])
+
+
+def test_matched_interval_agrees_with_a_paired_bootstrap_and_covers_95_times_in_100():
+    rng = np.random.default_rng(2)
+    n = 156
+    cells = rng.choice(4, size=n, p=[0.65, 0.12, 0.08, 0.15])        # both right, only a, only b, neither
+    a, b = np.isin(cells, (0, 1)), np.isin(cells, (0, 2))
+    boot = [np.mean(a[i]) - np.mean(b[i]) for i in rng.integers(0, n, (4000, n))]
+    _, low, high = stats.matched_interval(a, b)
+    assert (low, high) == pytest.approx((100 * np.quantile(boot, 0.025), 100 * np.quantile(boot, 0.975)), abs=1.0)
+    hits = []
+    for _ in range(2000):   # true difference 0.12 - 0.08 = 4 points
+        cells = rng.choice(4, size=n, p=[0.65, 0.12, 0.08, 0.15])
+        _, low, high = stats.matched_interval(np.isin(cells, (0, 1)), np.isin(cells, (0, 2)))
+        hits.append(low <= 4 <= high)
+    assert 0.93 < np.mean(hits) < 0.97
+
+
+def test_one_seed_last_pairs_the_recorded_answers_and_is_narrower(tmp_path):
+    study = runs.load_study(make_study(tmp_path, inits=("random", "simclr", "rotation"), methods=("ce",),
+                                       seeds=(0,), answers=True, shift={"rotation": -20}))
+    d = stats.paired_differences(study)
+    last, best = d[d.metric == "LAST"], d[d.metric == "BEST"]
+    assert set(last.basis) == {"test images, paired"} and set(best.basis) == {"test images"}
+    row = last[(last.init == "simclr") & (last.noise_rate == 0.8)].iloc[0]
+    ssl, rnd = (stats.last_answers(runs.find_run(study, init=i, method="ce", noise_rate=0.8)["run_dir"])
+                for i in ("simclr", "random"))
+    assert (row["diff"], row["low"], row["high"]) == pytest.approx(stats.matched_interval(ssl, rnd))
+    unpaired = stats.test_set_interval(ssl.mean(), rnd.mean(), 400)
+    assert row["high"] - row["low"] < 0.6 * (unpaired[2] - unpaired[1])    # two runs right on mostly the same images
+    assert (last[last.init == "simclr"].low > 0).all()                       # the planted lead is found
+    assert (last[last.init == "rotation"].low < 0).all() and (last[last.init == "rotation"].high > 0).all()
+    assert "LAST pairs the two runs' answers on the same images" in stats.answer(study)[0]
+
+
 def test_paired_differences_find_the_planted_lead_and_cover_0_without_one(planted):
     d = stats.paired_differences(planted)
     assert len(d) == 2 * 2 * 2 * 2 and set(d.basis) == {"seeds"} and set(d.n_seeds) == {3}

@@ -8,27 +8,30 @@ points. Its interval depends on what the records allow:
 - with >= 2 paired seeds, a paired t interval over the seeds' differences: it
   covers run-to-run variation (noisy-label draw, init of the head, batch order)
   on this study's test set, not the sampling of that test set;
-- with one seed, a normal interval for the difference of two accuracies on the
-  same n test images (Agresti-Caffo: one right and one wrong answer added to
-  each, which keeps it sane at 0% or 100%), treating the two as independent: it
-  covers test-set sampling only, and is wider than a paired interval would be
-  (two networks are right on mostly the same images).
-
-The intervals use the accuracies each run records. Runs made since 2026-12 also
-record their last-epoch test predictions (records.npz `test_predictions`), which
-would allow a paired interval over test images for LAST (a bootstrap, or
-McNemar's test); these intervals do not use them yet.
+- with one seed, LAST compares the two runs' answers on the same n test images
+  (records.npz `test_predictions` and `test_labels`): the Agresti-Min interval
+  for matched proportions (half an answer added to each right/wrong cell), which
+  only the images where exactly one run is right move; it covers test-set
+  sampling only. A closed form, so the same records always give the same interval
+  (a bootstrap over images gives nearly the same, tested, but needs a seed);
+- with one seed and no recorded answers (BEST, whose epoch's predictions are not
+  kept, and runs made before 2026-12), a normal interval for the difference of two
+  accuracies on the same n images (Agresti-Caffo: one right and one wrong answer
+  added to each), treating the two as independent: also test-set sampling only,
+  and wider than the paired one (two networks are right on mostly the same images).
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
 from nbstudy.analysis import runs as R
+from nbstudy.lnl.records import RECORDS_FILE
 
 PAPER_METRICS = {"BEST": "best_acc", "LAST": "last_acc"}
 LEVEL = 0.95
@@ -62,13 +65,41 @@ def test_set_interval(acc_a: float, acc_b: float, n_test: int, level: float = LE
     return 100 * (acc_a - acc_b), 100 * (centre - half), 100 * (centre + half)
 
 
+def matched_interval(right_a, right_b, level: float = LEVEL) -> tuple[float, float, float]:
+    """(accuracy of a - accuracy of b, low, high) in percentage points for two runs' answers on the same n test
+    images, `right_a` and `right_b` (n,) booleans (True: the run's prediction is the image's label).
+
+    Agresti & Min (2005, Statistics in Medicine 24:729), the difference of matched proportions: with n_ab the
+    images only a got right and n_ba those only b got right, p_ab = (n_ab + 1/2) / (n + 2), p_ba likewise, and
+    the Wald interval p_ab - p_ba +- z sqrt((p_ab + p_ba - (p_ab - p_ba)^2) / (n + 2)). Covers test-set sampling
+    only. ValueError when the two differ in length or are empty."""
+    a, b = np.asarray(right_a, dtype=bool), np.asarray(right_b, dtype=bool)
+    if a.shape != b.shape or a.size == 0:
+        raise ValueError(f"two runs' answers on the same test images are needed, got {a.shape} and {b.shape}")
+    n = a.size
+    p_ab, p_ba = (np.sum(a & ~b) + 0.5) / (n + 2), (np.sum(~a & b) + 0.5) / (n + 2)
+    centre = p_ab - p_ba
+    half = float(sps.norm.ppf((1 + level) / 2)) * math.sqrt((p_ab + p_ba - centre ** 2) / (n + 2))
+    return 100 * float(a.mean() - b.mean()), 100 * (centre - half), 100 * (centre + half)
+
+
+def last_answers(run_dir) -> np.ndarray | None:
+    """Which test images a run got right at its last epoch ((n_test,) booleans), from records.npz; None for a run
+    that did not record its predictions and the test labels."""
+    with np.load(Path(run_dir) / RECORDS_FILE) as arrays:
+        if "test_predictions" not in arrays or "test_labels" not in arrays:
+            return None
+        return arrays["test_predictions"] == arrays["test_labels"]
+
+
 def paired_differences(study: R.Study, metrics: dict | None = None, level: float = LEVEL) -> pd.DataFrame:
     """One row per backbone x noise kind x noise rate x LNL method x SSL init x metric ({label: column, values in
     [0, 1]}); an SSL init is paired with random init of its own backbone.
 
     Columns: the grid values, "metric" (the label), "diff", "low", "high" (SSL minus random init, percentage
     points; low/high NaN when no interval can be given), "n_seeds" (paired seeds), "n_test" (test images),
-    "basis" ("seeds": paired t; "test images": one seed, test-set sampling only), "ssl" and "random" (mean
+    "basis" ("seeds": paired t; "test images, paired": one seed, the runs' recorded answers on the same images;
+    "test images": one seed, the two accuracies as independent; both cover test-set sampling only), "ssl" and "random" (mean
     metric of each side over the paired seeds, percent), "actual_noise" (mean fraction of wrong labels) and
     "pretraining_helped" (the SSL init's k-NN probe above random init's: True / False, None when unrecorded).
     Combinations without a random-init run of the same seed are left out.
@@ -79,6 +110,7 @@ def paired_differences(study: R.Study, metrics: dict | None = None, level: float
     helped = {(b, r.init): r.helped for b in study.choices("backbone")   # True / False / None
               for r in R.pretraining_probes(study, backbone=b).itertuples()}
     keys = ["backbone", "noise_kind", "noise_rate", "method"]
+    dirs = runs.groupby([*keys, "seed", "init"]).run_dir.first().to_dict()
     rows = []
     for init in [i for i in study.choices("init") if i != "random"]:
         ssl, rnd = runs[runs.init == init], runs[runs.init == "random"]
@@ -89,9 +121,14 @@ def paired_differences(study: R.Study, metrics: dict | None = None, level: float
             for label, column in metrics.items():
                 a, b = group[column].astype(float), group[f"{column}_random"].astype(float)
                 n_test = group["n_test"].min()
+                answers = (_answers(dirs, grid, group.index[0][-1], init) if len(group) == 1 and column == "last_acc"
+                           else None)
                 if len(group) >= 2:
                     diff, low, high = seed_interval(100 * (a - b), level)
                     basis = "seeds"
+                elif answers is not None:
+                    diff, low, high = matched_interval(*answers, level)
+                    basis = "test images, paired"
                 elif np.isfinite(n_test):
                     diff, low, high = test_set_interval(a.iloc[0], b.iloc[0], int(n_test), level)
                     basis = "test images"
@@ -103,6 +140,12 @@ def paired_differences(study: R.Study, metrics: dict | None = None, level: float
                              "actual_noise": group["actual_noise_rate"].mean(),
                              "pretraining_helped": helped.get((grid[0], init))})
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _answers(dirs: dict, grid: tuple, seed, init: str) -> tuple | None:
+    """The SSL-init run's and the random-init run's last answers on the test images, or None when either lacks them."""
+    pair = [last_answers(dirs[(*grid, seed, i)]) for i in (init, "random")]
+    return None if any(a is None for a in pair) or pair[0].shape != pair[1].shape else tuple(pair)
 
 
 def verdict(row) -> str:
@@ -137,15 +180,17 @@ def _named(init: str, backbone: str, backbones: list) -> str:
 
 def basis_note(diffs: pd.DataFrame, level: float = LEVEL) -> str:
     """What the intervals of `paired_differences` cover, in one sentence."""
-    seeds, images = diffs[diffs.basis == "seeds"], diffs[diffs.basis == "test images"]
+    seeds, images = diffs[diffs.basis == "seeds"], diffs[diffs.basis.str.startswith("test images")]
     parts = []
     if len(seeds):
         n = sorted(set(seeds.n_seeds))
         parts.append(f"paired t intervals over {'-'.join(map(str, (n[0], n[-1]))) if len(n) > 1 else n[0]} seeds "
                      "(run-to-run variation on this test set, not the sampling of the test set)")
     if len(images):
+        paired = (" (LAST pairs the two runs' answers on the same images; BEST, whose answers are not recorded, "
+                  "treats them as independent: wider)" if (images.basis == "test images, paired").any() else "")
         parts.append(f"one seed: the intervals cover test-set sampling only ({int(images.n_test.min())} test "
-                     "images), not run-to-run variation")
+                     f"images), not run-to-run variation{paired}")
     if (diffs.basis == "none").any():
         parts.append("one seed and no recorded test-set size: no interval")
     return f"{level:.0%} intervals: " + "; ".join(parts) + "."

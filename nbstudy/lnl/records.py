@@ -122,6 +122,7 @@ def write_run(out: Path, setup, ctx, state: dict, final: dict) -> None:
         "train_indices": setup.train_idx,
         "val_indices": setup.val_idx,
         **({"val_noisy_labels": setup.val_labels} if setup.val_labels is not None else {}),
+        "test_labels": np.asarray(ds.test_labels, dtype=np.int64),
         "test_predictions": test_pred.astype(np.int64),
         "record_epochs": np.asarray(state["record_epochs"], dtype=np.int64),
         "losses": np.stack(state["losses"]),      # the last epoch is always recorded
