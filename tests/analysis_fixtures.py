@@ -6,6 +6,7 @@ and early in training; CE memorises at the end (its separation and accuracy
 drop), so LAST < BEST for CE at the high noise rate.
 """
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -107,3 +108,14 @@ def _write_run(folder, study, init, method, kind, rate, seed, epochs, n_train, n
     # the suspects a run of the method would list: its last losses rank the labels; it predicts the true class
     suspects.write(folder, train_idx, losses[-1][train_idx], noisy_labels[train_idx], clean[train_idx], CLASSES,
                    wrong=wrong[train_idx])
+
+
+def forget_wrong_labels(run_dir) -> None:
+    """Make a fake run one on the user's own labels with no planted noise, as the training loop records it: no
+    wrong-label mask in records.npz, and metrics.json saying the mask is not known."""
+    arrays = dict(np.load(f"{run_dir}/records.npz"))
+    del arrays["noise_mask"]
+    np.savez(f"{run_dir}/records.npz", **arrays)
+    metrics = json.loads(Path(run_dir, "metrics.json").read_text())
+    metrics["noise"]["mask_known"] = False
+    Path(run_dir, "metrics.json").write_text(json.dumps(metrics))

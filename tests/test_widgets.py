@@ -186,7 +186,7 @@ def test_suspects_explorer_pages_through_a_runs_suspects(study):
 
 def test_without_known_wrong_labels_the_suspects_notebook_shows_the_lists_and_says_why_nothing_is_scored(
         tmp_path, capsys):
-    from analysis_fixtures import make_study
+    from analysis_fixtures import forget_wrong_labels, make_study
 
     from nbstudy.analysis import suspects as S
     from nbstudy.lnl import suspects
@@ -203,10 +203,9 @@ def test_without_known_wrong_labels_the_suspects_notebook_shows_the_lists_and_sa
     assert widgets.suspects_explorer(given, baseline=False).names == ["suspects_ce_random"]
     assert S.finding(None).startswith("Which labels are wrong is unknown here")
     # and the records keep no wrong-label mask: the loss and separation views say why they draw nothing
-    arrays = dict(np.load(f"{run}/records.npz"))
-    del arrays["noise_mask"]
-    np.savez(f"{run}/records.npz", **arrays)
+    forget_wrong_labels(run)
     runs.read_run.cache_clear()
+    given = runs.load_study(given.dir)
     for explorer in (widgets.loss_explorer, widgets.selection_explorer, widgets.threshold_explorer):
         note = explorer(given)
         assert isinstance(note, widgets.Note) and "which labels are wrong is unknown" in note._repr_markdown_()

@@ -80,7 +80,8 @@ def load_study(study_dir) -> Study:
         row = {k: v for k, v in p.items() if not isinstance(v, (dict, list))}
         row.setdefault("backbone", "resnet18")   # runs of before the backbone parameter trained a ResNet18
         row.update(metrics["final"], init=init_name(metrics), run=str(path.parent.relative_to(root)),
-                   run_dir=str(path.parent), n_test=metrics.get("dataset", {}).get("n_test"), **init_probes(metrics))
+                   run_dir=str(path.parent), n_test=metrics.get("dataset", {}).get("n_test"),
+                   mask_known=mask_known(metrics), **init_probes(metrics))
         rows.append(row)
         synthetic = synthetic or bool(metrics.get("dataset", {}).get("synthetic", False))
     if not rows:
@@ -92,6 +93,15 @@ def load_study(study_dir) -> Study:
 
 def _random_first(col: pd.Series) -> pd.Series:
     return col.map(lambda v: "" if v == "random" else v) if col.name == "init" else col
+
+
+def mask_known(metrics: dict) -> bool:
+    """Whether the run knows which of its labels are wrong (records.npz has `noise_mask`): not for given labels
+    (the `labels` data set option) with no planted noise. Runs that did not record it say so by those two facts."""
+    noise = metrics.get("noise", {})
+    if "mask_known" in noise:
+        return bool(noise["mask_known"])
+    return not (metrics.get("dataset", {}).get("labels_file") and metrics["params"]["noise_rate"] == 0)
 
 
 def init_name(metrics: dict) -> str:
@@ -220,7 +230,7 @@ UNKNOWN_WRONG = ("trained on given labels with no planted noise: which labels ar
 def with_known_wrong_labels(study: Study) -> Study:
     """The study restricted to the runs that know which labels are wrong (planted noise), maybe none: runs on
     given labels (the `labels` data set option) with no planted noise record no wrong-label mask."""
-    known = study.runs[[("noise_mask" in read_run(d)) for d in study.runs.run_dir]]
+    known = study.runs[study.runs.mask_known.astype(bool)]
     return Study(study.dir, known.reset_index(drop=True), study.synthetic)
 
 
