@@ -47,6 +47,55 @@ class Figures(list):
             figures.show(fig, name, data, self.folder)
 
 
+class PerBackbone:
+    """An explorer for each backbone of a study of several (`per_backbone`). Interactive: a backbone control
+    above the chosen backbone's explorer (each built when first chosen). Static: each backbone's figures in
+    turn under its name; those of every backbone but the first are saved with the backbone in their names."""
+
+    def __init__(self, explorer, study: R.Study, interactive: bool, folder=None, **kwargs):
+        self.parts = dict(R.by_backbone(study))
+        self.make = lambda backbone: explorer(self.parts[backbone], interactive, folder=folder, **kwargs)
+        first = next(iter(self.parts))
+        self.views = {first: self.make(first)}
+        self.interactive = interactive
+        if interactive:
+            self.control = W.Dropdown(options=list(self.parts), value=first, description="backbone")
+            self.widget = W.VBox([self.control, self._widget(self.views[first])])
+            self.control.observe(lambda change: self.show(change["new"]), names="value")
+        else:
+            for backbone in list(self.parts)[1:]:
+                view = self.views[backbone] = self.make(backbone)
+                if isinstance(view, Figures):
+                    view.names = [f"{name}_{backbone}" for name in view.names]
+
+    def show(self, backbone: str) -> None:
+        """Show `backbone`'s explorer (interactive)."""
+        if backbone not in self.views:
+            self.views[backbone] = self.make(backbone)
+        self.widget.children = (self.control, self._widget(self.views[backbone]))
+
+    @staticmethod
+    def _widget(view):
+        return view.widget if isinstance(view, FigureView) else W.HTML(f"<b>Note.</b> {view}")
+
+    def _ipython_display_(self):
+        from IPython.display import Markdown, display
+        if self.interactive:
+            display(self.widget)
+            return
+        for backbone, view in self.views.items():
+            display(Markdown(f"**{backbone}**"))
+            display(view)
+
+
+def per_backbone(explorer, study: R.Study, interactive: bool = False, folder=None, **kwargs):
+    """`explorer(study, interactive, folder=folder, **kwargs)` (one of this module's explorers), or for a study of
+    several backbones a `PerBackbone`: every figure holds one backbone's runs, and each backbone is shown."""
+    if len(study.choices("backbone")) == 1:
+        return explorer(study, interactive, folder=folder, **kwargs)
+    return PerBackbone(explorer, study, interactive, folder, **kwargs)
+
+
 def _drawn(name: str, data, draw) -> tuple:
     return name, data, draw(data)
 

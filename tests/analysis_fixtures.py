@@ -22,25 +22,29 @@ PROBES = {"simclr": (0.71, 0.52)}   # init: (its k-NN probe, random init's), as 
 
 def make_study(root, inits=("random", "simclr"), methods=("ce", "coteaching", "dividemix"), rates=(0.4, 0.8),
                seeds=(0, 1), epochs=6, n_train=200, n_val=20, kind="symmetric", probes=None, shift=None,
-               answers=False) -> Path:
+               answers=False, backbones=("resnet18",)) -> Path:
     """`probes`: {init: (probe_acc, random_init_probe_acc)} recorded in each run's init (default `PROBES`);
     `shift`: {init: points} added to that init's every test accuracy (a planted difference from random init);
     `answers`: record last-epoch test predictions and labels, right on the round(LAST x 400) easiest images, by a
-    difficulty mostly shared by a seed's runs (so two runs agree on most images, as real networks do)."""
+    difficulty mostly shared by a seed's runs (so two runs agree on most images, as real networks do).;
+    `backbones`: each run once per backbone (named with it as the runner does, but for resnet18)."""
     study = Path(root) / "fake-study"
-    for init in inits:
-        for method in methods:
-            for rate in rates:
-                for seed in seeds:
-                    folder = study / "train" / f"{init}-{method}-{kind}-{rate:g}-s{seed}-0123abcd"
-                    _write_run(folder, study, init, method, kind, rate, seed, epochs, n_train, n_val,
-                               (PROBES if probes is None else probes).get(init), (shift or {}).get(init, 0.0), answers)
+    for backbone in backbones:
+        for init in inits:
+            for method in methods:
+                for rate in rates:
+                    for seed in seeds:
+                        prefix = "" if backbone == "resnet18" else f"{backbone}-"
+                        folder = study / "train" / f"{prefix}{init}-{method}-{kind}-{rate:g}-s{seed}-0123abcd"
+                        _write_run(folder, study, init, method, kind, rate, seed, epochs, n_train, n_val,
+                                   (PROBES if probes is None else probes).get(init), (shift or {}).get(init, 0.0),
+                                   answers, backbone)
     return study
 
 
 def _write_run(folder, study, init, method, kind, rate, seed, epochs, n_train, n_val, probe=None, shift=0.0,
-               answers=False):
-    rng = np.random.default_rng([seed, int(rate * 10), *map(ord, init + method)])
+               answers=False, backbone="resnet18"):
+    rng = np.random.default_rng([seed, int(rate * 10), *map(ord, init + method + backbone.replace("resnet18", ""))])
     n = n_train + n_val
     clean = np.arange(n) % len(CLASSES)
     noisy_labels = corrupt_labels(clean, len(CLASSES), rate, kind, seed=seed)
@@ -76,7 +80,8 @@ def _write_run(folder, study, init, method, kind, rate, seed, epochs, n_train, n
     init_path = "random" if not pretrained else str(study / "pretrain" / f"{init}-89abcdef" / "backbone.pt")
     params = {"dataset": "synthetic", "data_path": None, "dataset_options": {}, "resolution": 32, "stem": "auto",
               "method": method, "method_options": {}, "noise_kind": kind, "noise_rate": rate, "noise_options": {},
-              "init": init_path, "epochs": epochs, "seed": seed, "record_every": 1, "output_dir": str(folder)}
+              "init": init_path, "epochs": epochs, "seed": seed, "record_every": 1, "output_dir": str(folder),
+              "backbone": backbone}
     # the weights a run starts from: drawn from its seed for random init, else its checkpoint's, whatever the method
     start = np.random.default_rng([0 if pretrained else seed, *map(ord, init)])
     filters = start.normal(0, 0.3, (64, 3, 3, 3)).astype(np.float32)

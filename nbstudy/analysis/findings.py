@@ -43,6 +43,15 @@ def _init_order(study: R.Study, present) -> list:
     return [i for i in study.choices("init") if i in set(present)]
 
 
+def per_backbone(finding, study: R.Study, **kwargs) -> str:
+    """`finding(study, **kwargs)` of each of the study's backbones apart, each paragraph led by its backbone when
+    the study has several (a finding of one backbone's runs says nothing of another's)."""
+    parts = R.by_backbone(study)
+    if len(parts) == 1:
+        return finding(study, **kwargs)
+    return "\n\n".join(f"{backbone}: {finding(part, **kwargs)}" for backbone, part in parts)
+
+
 def loss_finding(study: R.Study, noise_rate=None, noise_kind=None) -> str:
     """How well the per-sample loss told wrong labels from right ones (loss ROC-AUC, mean over seeds): at the
     first recorded epoch per init, and per method whether the gap held or closed by the last epoch.

@@ -57,6 +57,13 @@ class Study:
         return f"{len(self.runs)} training runs in {self.dir} ({grid}){tag}"
 
 
+def by_backbone(study: Study) -> list[tuple[str, Study]]:
+    """[(backbone, the study's runs of that backbone)], in `choices` order: figures and findings never mix
+    backbones, so a study of several is shown one backbone at a time."""
+    return [(b, Study(study.dir, study.runs[study.runs.backbone == b].reset_index(drop=True), study.synthetic))
+            for b in study.choices("backbone")]
+
+
 def load_study(study_dir) -> Study:
     """Collect every finished training run below `study_dir`; in a study folder (one with the runner's
     results.csv) only the runs it lists, so runs left from an earlier version of the study file do
