@@ -4,6 +4,7 @@ Not part of the test suite. Run on a GPU machine (it runs on the CPU too, slowly
 
     python benchmarks/throughput.py --out results.json          # everything, a few minutes on an H100
     python benchmarks/throughput.py --sizes 28 --methods ce     # one cell
+    python benchmarks/throughput.py --backbones resnet18,resnet50,vit_tiny   # each method on each backbone
     python benchmarks/throughput.py --table results.json        # the table for docs/benchmarks.md
 
 For each method and image side it measures, in one process:
@@ -46,7 +47,7 @@ from nbstudy import augment  # noqa: E402
 from nbstudy.lnl import ce, coteaching, dividemix  # noqa: E402
 from nbstudy.lnl.base import Context  # noqa: E402
 from nbstudy.loader import BatchLoader  # noqa: E402
-from nbstudy.models import Classifier, build_backbone  # noqa: E402
+from nbstudy.models import BACKBONES, Classifier, build_backbone  # noqa: E402
 from nbstudy.params import method_options  # noqa: E402
 from nbstudy.pretrain import METHODS as PRETRAIN, DEFAULTS as PRETRAIN_DEFAULTS  # noqa: E402
 from nbstudy.pretrain import resolve as resolve_pretrain  # noqa: E402
@@ -101,9 +102,9 @@ def make_cache(path: Path, n: int, side: int) -> np.ndarray:
 
 # --- one method's measurements ----------------------------------------------------------------------
 
-def pretrain_bench(name, images, side, device, args) -> dict:
+def pretrain_bench(name, images, side, device, args, arch="resnet18") -> dict:
     p = {**PRETRAIN_DEFAULTS, "method": name, "resolution": side}
-    backbone = build_backbone(small_stem=side <= 64)
+    backbone = build_backbone(side <= 64, arch, side)
     options = resolve_pretrain(p)["method_options"]
     method = prepare_model(PRETRAIN[name](backbone, MEAN, STD, side, **options), device)
     method.train()
@@ -123,9 +124,10 @@ def pretrain_bench(name, images, side, device, args) -> dict:
         method, loader, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0), gen, device, "", False))
 
 
-def lnl_context(name, images, side, device, n_nets) -> Context:
+def lnl_context(name, images, side, device, n_nets, arch="resnet18") -> Context:
     method = LNL[name]
-    nets = [prepare_model(Classifier(NUM_CLASSES, small_stem=side <= 64), device) for _ in range(n_nets)]
+    nets = [prepare_model(Classifier(NUM_CLASSES, backbone=build_backbone(side <= 64, arch, side)), device)
+            for _ in range(n_nets)]
     labels = np.random.default_rng(1).integers(0, NUM_CLASSES, len(images))
     options = method_options(method, {}, {"noise_rate": 0.5, "noise_kind": "symmetric", "expected_noise_rate": 0.5})
     if name == "dividemix":
@@ -140,9 +142,9 @@ def lnl_context(name, images, side, device, n_nets) -> Context:
     return ctx
 
 
-def lnl_bench(name, images, side, device, args) -> dict:
+def lnl_bench(name, images, side, device, args, arch="resnet18") -> dict:
     method = LNL[name]
-    ctx = lnl_context(name, images, side, device, method.networks)
+    ctx = lnl_context(name, images, side, device, method.networks, arch)
     batch = ctx.batch_size
     x = torch.from_numpy(np.array(images[:batch])).to(device).permute(0, 3, 1, 2)
     v = ctx.view(x)
@@ -378,12 +380,13 @@ def big_cache(work: Path, n: int, side: int, device) -> dict:
 
 def markdown(rows: list) -> str:
     """The throughput rows of a results file as a Markdown table (what docs/benchmarks.md shows)."""
-    lines = ["| method | side | batch | bare step img/s | end-to-end img/s | ratio | augmentation alone img/s "
-             "| data path alone img/s | epoch of 100K images | peak GPU memory |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| method | backbone | side | batch | bare step img/s | end-to-end img/s | ratio | augmentation alone "
+             "img/s | data path alone img/s | epoch of 100K images | peak GPU memory |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if r.get("kind") == "throughput" and "error" not in r:
-            lines.append(f"| {r['method']} | {r['side']} | {r['batch']} | {r['bare_img_s']:,.0f} | {r['e2e_img_s']:,.0f} "
+            lines.append(f"| {r['method']} | {r.get('backbone', 'resnet18')} | {r['side']} | {r['batch']} "
+                         f"| {r['bare_img_s']:,.0f} | {r['e2e_img_s']:,.0f} "
                          f"| {r['ratio']:.2f} | {r['augment_img_s']:,.0f} | {r['data_path_img_s']:,.0f} "
                          f"| {r['epoch_100k_s']:.1f} s | {r.get('peak_gpu_gb', float('nan')):.1f} GB |")
     return "\n".join(lines)
@@ -395,6 +398,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="224,28", help="image sides, comma-separated")
     ap.add_argument("--methods", default=",".join(ALL), help=f"comma-separated, from {', '.join(ALL)}")
+    ap.add_argument("--backbones", default="resnet18", help=f"comma-separated, from {', '.join(BACKBONES)} "
+                    "(the throughput cells; the other measurements use resnet18)")
     ap.add_argument("--images", default="224:16384,28:100000",
                     help="images in the benchmark cache per side (side:n, comma-separated)")
     ap.add_argument("--big", type=int, default=100_000,
@@ -419,6 +424,9 @@ def main(argv=None) -> None:
     unknown = sorted(set(methods) - set(ALL))
     if unknown:
         ap.error(f"unknown method(s) {', '.join(unknown)}: use {', '.join(ALL)}")
+    backbones = [b for b in args.backbones.split(",") if b]
+    if set(backbones) - set(BACKBONES):
+        ap.error(f"unknown backbone(s) {', '.join(sorted(set(backbones) - set(BACKBONES)))}: use {', '.join(BACKBONES)}")
     counts = {int(k): int(v) for k, v in (item.split(":") for item in args.images.split(","))}
     work = Path(args.workdir or tempfile.mkdtemp(prefix="nbstudy-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -448,8 +456,10 @@ def main(argv=None) -> None:
             bench = pretrain_bench if name in PRETRAIN else lnl_bench
             if name == "dividemix":
                 attempt("dividemix_vs_ce", lambda: dividemix_vs_ce(images, side, device), method=name, side=side)
-            else:
-                attempt("throughput", lambda: bench(name, images, side, device, args), method=name, side=side)
+                continue
+            for arch in backbones:
+                attempt("throughput", lambda: bench(name, images, side, device, args, arch), method=name,
+                        backbone=arch, side=side)
         if device.type == "cuda":
             torch.cuda.empty_cache()
     big_side = max(sizes)
