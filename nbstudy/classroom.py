@@ -45,7 +45,7 @@ from nbstudy.analysis.plots import CLEAN_COLOR, NOISY_COLOR, titled
 from nbstudy.errors import NbstudyError
 from nbstudy.figures import Figure
 from nbstudy.lnl import METHODS, prepare, resolve
-from nbstudy.lnl.loop import _build, evaluate
+from nbstudy.lnl.loop import build, evaluate
 from nbstudy.params import merged
 from nbstudy.plain import jsonable
 from nbstudy.pretrain import METHODS as METHODS_PRETRAIN
@@ -148,7 +148,7 @@ def epochs(setup, stop: threading.Event | None = None):
     records or checkpoints; yield (history row, per-sample losses) after each epoch (see `Run`). Ends early,
     between epochs, once `stop` is set."""
     p, method = setup.params, setup.method
-    ctx = _build(setup, resolve_device(p["device"]))
+    ctx = build(setup, resolve_device(p["device"]))
     state = method.state(ctx)
     idx = setup.train_idx
     given, true = setup.noisy_labels[idx], setup.clean_labels[idx]

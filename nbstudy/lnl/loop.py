@@ -90,7 +90,7 @@ def train(setup: Setup) -> dict:
     save_params(out, p, records.PARAMS_FILE)   # after both checks: another run's folder is left as it was
     device = resolve_device(p["device"])
     configure(device, p["deterministic"])
-    ctx = _build(setup, device)
+    ctx = build(setup, device)
     n, mask = len(setup.clean_labels), setup.noise_mask[setup.train_idx]
     state = {"epoch": 0, "history": [], "record_epochs": [], "losses": [], "selection": [], "train_time_s": 0.0,
              "filters_initial": first_layer_filters(ctx.nets[0].backbone).numpy(), "method": {},
@@ -145,7 +145,7 @@ def train(setup: Setup) -> dict:
     return final
 
 
-def _build(setup: Setup, device) -> Context:
+def build(setup: Setup, device) -> Context:
     """The method's networks (random or pretrained init), optimisers and random streams, seeded by the run."""
     p, ds, method = setup.params, setup.dataset, setup.method
     seed_everything(p["seed"])
