@@ -41,7 +41,7 @@ def check_dataset(study: dict) -> None:
     """Load the study's data set once, before any run (and in --dry-run): one that cannot be used at all (no
     train split, one class, damaged) is one error here, not the same error in every run. The cache it
     builds is the one the runs read. Warns when the study's symmetric noise rates make far fewer labels wrong
-    than they say (few classes)."""
+    than they say (few classes), and when small real images meet the ImageNet stem (`study.stem_warning`)."""
     from nbstudy.data import load_dataset
 
     ds = study["dataset"]
@@ -55,9 +55,10 @@ def check_dataset(study: dict) -> None:
         raise NbstudyError(f"dataset: {ds['name']} cannot load with options {ds['options']} "
                            f"({type(e).__name__}: {' '.join(str(e).split())}): fix the options' values "
                            "(docs/datasets.md)") from None
-    far = studies.noise_warning(study, loaded.num_classes)
-    if far:
-        warn(far)
+    for message in (studies.noise_warning(study, loaded.num_classes),
+                    studies.stem_warning(study, loaded.resolution, loaded.synthetic)):
+        if message:
+            warn(message)
 
 
 def check_writable(study_dir: Path) -> None:

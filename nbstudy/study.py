@@ -203,6 +203,20 @@ def noise_warning(study: dict, num_classes: int) -> str | None:
     return f"{study['name']}: {far}" if far else None
 
 
+def stem_warning(study: dict, resolution: int, synthetic: bool) -> str | None:
+    """For a study of real images of <= 64 px on a ResNet with the ImageNet stem, what that stem costs (measured
+    on BreastMNIST, docs/results.md "Small images, fairly"); None otherwise. The synthetic set is left out: the
+    demo and the tests choose that stem for speed on purpose."""
+    resnets = [b for b in study[BACKBONES_KEY] if b.startswith("resnet")]
+    if study["dataset"]["stem"] != "imagenet" or not resnets or synthetic or resolution > 64:
+        return None
+    side = -(-resolution // 4)
+    return (f"{study['name']}: stem imagenet at {resolution} px shrinks each image to {side}x{side} before the "
+            "ResNet's first block: 4-7x faster on a CPU, but on BreastMNIST (28 px) it cost CE 5.8 points of LAST "
+            "and the random-init features 4.5 points of k-NN probe against the small stem (docs/results.md, "
+            "'Small images, fairly'); stem auto picks the small stem for images of 64 px or less")
+
+
 def _resources(section, where) -> dict:
     """{stage: what each of its runs asks Ray for}; nothing given is Ray's default, one CPU."""
     given = _keys(section, STAGES, where)

@@ -51,3 +51,26 @@ def test_real_data_study_file_is_the_size_it_says(name):
     else:             # the study's kind of schedule: hundreds of pretraining epochs, ~100 noisy-label epochs
         assert study["dataset"]["stem"] in ("small", "auto") and min(pretrain) >= 200 and min(epochs) >= 100
         assert len(train["seeds"]) >= 3 and 0.0 in train["noise_rates"]
+
+
+def test_small_real_images_on_the_imagenet_stem_are_warned_of_once(data_folder, capsys, monkeypatch):
+    from nbstudy import execute
+
+    monkeypatch.setattr(execute, "WARNED", set())   # the dry runs above already gave it in this process
+    assert main(["study", str(ROOT / "parameters" / "breastmnist.yaml"), "--dry-run", "--out", "out"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("nbstudy: warning: breastmnist: stem imagenet at 28 px shrinks each image to 7x7") == 1
+    assert "stem auto picks the small stem" in err
+
+
+def test_no_stem_warning_for_the_small_stem_or_the_synthetic_set():
+    from nbstudy.study import check_study, stem_warning
+
+    study = load_study(ROOT / "parameters" / "breastmnist_gpu.yaml")   # stem small
+    assert stem_warning(study, 28, synthetic=False) is None
+    demo = load_study(ROOT / "parameters" / "demo.yaml")              # imagenet stem on purpose, synthetic
+    assert demo["dataset"]["stem"] == "imagenet" and stem_warning(demo, 32, synthetic=True) is None
+    real = load_study(ROOT / "parameters" / "breastmnist.yaml")
+    assert stem_warning(real, 128, synthetic=False) is None             # large images: the stem's own size
+    vit = check_study({**real, "backbones": ["vit_tiny"]})
+    assert stem_warning(vit, 28, synthetic=False) is None               # a ViT has no stem
