@@ -2,6 +2,7 @@
 corrupted like the training labels; held-out training images otherwise (val_split, docs/records.md)."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -63,8 +64,9 @@ def test_without_an_own_split_auto_holds_out_training_images_and_dataset_is_an_e
 
 
 def test_a_run_picks_its_epoch_on_the_own_split_and_records_where_it_came_from(tmp_path):
-    out = tmp_path / "run"
-    final = lnl.train_noisy(dataset="medmnist", data_path=str(MINI), noise_rate=0.4, epochs=2, batch_size=4,
+    out, data = tmp_path / "run", tmp_path / MINI.name
+    shutil.copy(MINI, data)   # its image cache goes beside it: not into tests/data
+    final = lnl.train_noisy(dataset="medmnist", data_path=str(data), noise_rate=0.4, epochs=2, batch_size=4,
                              device="cpu", output_dir=str(out), progress=False)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["dataset"]["val_split"] == "dataset" and metrics["dataset"]["n_val"] == 10
