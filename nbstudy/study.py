@@ -38,6 +38,7 @@ from nbstudy.lnl.params import RUN_ONLY as TRAIN_RUN_ONLY
 from nbstudy.lnl.params import noise_rate_warning
 from nbstudy.lnl.params import resolve as resolve_train
 from nbstudy.lnl.registry import METHODS as TRAIN_METHODS
+from nbstudy.models import RESNETS, use_small_stem
 from nbstudy.params import Check, is_real, named
 from nbstudy.pretrain.params import PARAMS as PRETRAIN_PARAMS
 from nbstudy.pretrain.params import RUN_ONLY as PRETRAIN_RUN_ONLY
@@ -207,8 +208,8 @@ def stem_warning(study: dict, resolution: int, synthetic: bool) -> str | None:
     """For a study of real images of <= 64 px on a ResNet with the ImageNet stem, what that stem costs (measured
     on BreastMNIST, docs/results.md "Small images, fairly"); None otherwise. The synthetic set is left out: the
     demo and the tests choose that stem for speed on purpose."""
-    resnets = [b for b in study[BACKBONES_KEY] if b.startswith("resnet")]
-    if study["dataset"]["stem"] != "imagenet" or not resnets or synthetic or resolution > 64:
+    resnet = any(b in RESNETS for b in study[BACKBONES_KEY])
+    if study["dataset"]["stem"] != "imagenet" or not resnet or synthetic or not use_small_stem("auto", resolution):
         return None
     side = -(-resolution // 4)
     return (f"{study['name']}: stem imagenet at {resolution} px shrinks each image to {side}x{side} before the "

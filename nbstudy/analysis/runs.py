@@ -104,11 +104,9 @@ def _random_first(col: pd.Series) -> pd.Series:
 
 def mask_known(metrics: dict) -> bool:
     """Whether the run knows which of its labels are wrong (records.npz has `noise_mask`): not for given labels
-    (the `labels` data set option) with no planted noise. Runs that did not record it say so by those two facts."""
-    noise = metrics.get("noise", {})
-    if "mask_known" in noise:
-        return bool(noise["mask_known"])
-    return not (metrics.get("dataset", {}).get("labels_file") and metrics["params"]["noise_rate"] == 0)
+    (the `labels` data set option) with no planted noise (`lnl.base.Setup.mask_known`, recorded since the
+    `labels` option exists, so a run that did not record it had planted noise)."""
+    return bool(metrics.get("noise", {}).get("mask_known", True))
 
 
 def init_name(metrics: dict) -> str:
