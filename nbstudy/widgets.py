@@ -281,12 +281,12 @@ def noise_explorer(dataset, interactive: bool = False, rates=(0.5,), kinds=("sym
 
 
 def suspects_explorer(study: R.Study, interactive: bool = False, folder=None, baseline: bool = True,
-                      precision: dict | None = None):
+                      scored: dict | None = None):
     """The labels each run suspects most, and how many of them are planted wrong (precision@k) beside cleanlab's
-    ranking on the same labels. Interactive: one run (method, init, noise, seed) paged 16 images at a time.
-    Static: precision@k at the highest noise rate (`precision`, if already computed by
-    `analysis.suspects.precision_at_k`), then the first page of each method x init there, saved to `folder`
-    when shown."""
+    ranking on the same labels, for one backbone (the first; `per_backbone` shows each). Interactive: one run
+    (method, init, noise, seed) paged 16 images at a time. Static: precision@k at the highest noise rate
+    (`scored`: each backbone's, if already computed by `analysis.suspects.scores_per_backbone`), then the first
+    page of each method x init there, saved to `folder` when shown."""
     data = R.study_dataset(study)   # loaded once: every page and the baseline need its images
     if interactive:
         g = R.grid_defaults(study)
@@ -298,8 +298,7 @@ def suspects_explorer(study: R.Study, interactive: bool = False, folder=None, ba
                                  "noise_rate": _dropdown(study, "noise_rate", g["noise_rate"]),
                                  "noise_kind": _dropdown(study, "noise_kind"), "seed": _dropdown(study, "seed"),
                                  "page": W.BoundedIntText(value=1, min=1, max=10_000, description="page")})
-    if precision is None:
-        precision = S.scores_if_known(study, baseline=baseline, dataset=data)
+    precision = S.scores_if_known(study, baseline, data) if scored is None else S.own(study, scored)
     drawn = [] if precision is None else [   # None: nobody knows which labels are wrong, nothing to score
         _drawn("precision_at_k", precision, lambda d: plots.precision_at_k_figure(d, study.synthetic))]
     for method in study.choices("method"):

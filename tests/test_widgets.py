@@ -201,7 +201,7 @@ def test_without_known_wrong_labels_the_suspects_notebook_shows_the_lists_and_sa
     assert S.scores_if_known(given, baseline=False) is None
     assert "which labels are wrong is unknown, so precision@k cannot be measured" in capsys.readouterr().out
     assert widgets.suspects_explorer(given, baseline=False).names == ["suspects_ce_random"]
-    assert S.finding(None).startswith("Which labels are wrong is unknown here")
+    assert S.finding(given, {"resnet18": None}).startswith("Which labels are wrong is unknown here")
     # and the records keep no wrong-label mask: the loss and separation views say why they draw nothing
     forget_wrong_labels(run)
     runs.read_run.cache_clear()

@@ -4,6 +4,8 @@ Plain data for `nbstudy.analysis.plots` and the suspects notebook: precision@k
 curves (share of the k most suspect training samples whose label was planted
 wrong) per method x init, beside cleanlab's ranking from a frozen backbone of
 each init (`nbstudy.lnl.label_issues`), and pages of the most suspect images.
+A study of several backbones is scored one backbone at a time
+(`scores_per_backbone`): a ranking is only compared with those of its own backbone.
 """
 
 from __future__ import annotations
@@ -35,11 +37,11 @@ def precision_curve(wrong_ranked: np.ndarray) -> np.ndarray:
 
 def precision_at_k(study: R.Study, noise_rate=None, noise_kind=None, seed=None, baseline: bool = True,
                    dataset=None) -> dict:
-    """precision@k of every run at one noise setting (default: the highest rate) and, with `baseline`, of
-    cleanlab on the same labels for each init. Returns {noise_rate, noise_kind, seed, wrong_fraction, k_mark
-    (the k of results.csv's precision@k), curves: DataFrame (ranker, init, k, precision), summary: DataFrame
-    (ranker, init, precision_at_k, auc)}. Errors: runs whose wrong labels are unknown (given labels, no
-    planted noise) or that predate suspects.csv."""
+    """precision@k of every run of one backbone (the first) at one noise setting (default: the highest rate)
+    and, with `baseline`, of cleanlab on the same labels for each init. Returns {noise_rate, noise_kind, seed,
+    backbone, wrong_fraction, k_mark (the k of results.csv's precision@k), curves: DataFrame (ranker, init, k,
+    precision), summary: DataFrame (backbone, ranker, init, precision_at_k, auc)}. Errors: runs whose wrong
+    labels are unknown (given labels, no planted noise) or that predate suspects.csv."""
     g = R.grid_defaults(study, noise_rate, noise_kind, seed)
     curves, summary, wrong_fraction, k_mark = [], [], None, None
     for _, run in R.select(study, **g).iterrows():
@@ -56,7 +58,7 @@ def precision_at_k(study: R.Study, noise_rate=None, noise_kind=None, seed=None, 
         scored = suspects.scores(table["suspicion"].to_numpy(), wrong)
         wrong_fraction, k_mark = float(wrong.mean()), scored["suspects_k"]
         curves.append(_curve(run["method"], run["init"], wrong))
-        summary.append(_summary(run["method"], run["init"], scored))
+        summary.append(_summary(g["backbone"], run["method"], run["init"], scored))
     if baseline:
         data = dataset if dataset is not None else R.study_dataset(study)
         for init in study.choices("init"):
@@ -67,7 +69,7 @@ def precision_at_k(study: R.Study, noise_rate=None, noise_kind=None, seed=None, 
             result = label_issues.baseline_for_run(records, data)   # scored on the run's wrong-label mask
             wrong = records["noise_mask"][records["train_indices"]]
             curves.append(_curve("cleanlab", init, wrong[suspects.ranking(result["suspicion"])]))
-            summary.append(_summary("cleanlab", init, result))
+            summary.append(_summary(g["backbone"], "cleanlab", init, result))
     return {**g, "wrong_fraction": wrong_fraction, "k_mark": k_mark,
             "curves": pd.concat(curves, ignore_index=True), "summary": pd.DataFrame(summary)}
 
@@ -82,8 +84,27 @@ def scores_if_known(study: R.Study, baseline: bool = True, dataset=None) -> dict
         return None
 
 
-def finding(precision: dict | None) -> str:
-    """The closing sentence of the suspects notebook, from the scored rankings (`precision_at_k`)."""
+def scores_per_backbone(study: R.Study, baseline: bool = True, dataset=None) -> dict:
+    """{backbone: `scores_if_known` of its runs} for each of the study's backbones (`runs.by_backbone`): scored
+    once, for the figures, the findings and the summary."""
+    return {backbone: scores_if_known(part, baseline, dataset) for backbone, part in R.by_backbone(study)}
+
+
+def own(study: R.Study, scored: dict) -> dict | None:
+    """The study's (first) backbone's entry of `scored` (`scores_per_backbone`)."""
+    return scored[study.choices("backbone")[0]]
+
+
+def summary(scored: dict) -> pd.DataFrame | None:
+    """Every backbone's summary rows (`scores_per_backbone`) in one table; None when nothing could be scored."""
+    parts = [precision["summary"] for precision in scored.values() if precision is not None]
+    return pd.concat(parts, ignore_index=True) if parts else None
+
+
+def finding(study: R.Study, scored: dict) -> str:
+    """The closing sentence of the suspects notebook for the study's (first) backbone, from its scored rankings
+    (`scored`: `scores_per_backbone`); `findings.per_backbone(finding, study, scored=...)` says each backbone's."""
+    precision = own(study, scored)
     if precision is None:
         return ("Which labels are wrong is unknown here (no planted noise), so the lists cannot be scored: the "
                 "top suspects above are the images to check by hand.")
@@ -100,9 +121,9 @@ def _curve(ranker: str, init: str, wrong_ranked) -> pd.DataFrame:
                          "precision": precision})
 
 
-def _summary(ranker: str, init: str, scored: dict) -> dict:
+def _summary(backbone: str, ranker: str, init: str, scored: dict) -> dict:
     """A summary row from `suspects.scores`."""
-    return {"ranker": ranker, "init": init, "precision_at_k": scored["suspects_precision_at_k"],
+    return {"backbone": backbone, "ranker": ranker, "init": init, "precision_at_k": scored["suspects_precision_at_k"],
             "auc": scored["suspects_auc"]}
 
 

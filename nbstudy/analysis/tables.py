@@ -74,10 +74,7 @@ def results_table(study: R.Study, metrics: dict | None = None, noise_kind=None,
         raise NbstudyError(f"the runs have no {', '.join(missing)} column: choose metrics among "
                            f"{', '.join(c for c in study.runs.columns if c.endswith(('acc', 'f1')))}")
     kind = R.grid_defaults(study, noise_kind=noise_kind)["noise_kind"]
-    runs, inits = R.select(study, noise_kind=kind), study.choices("init")
-    if len(study.choices("backbone")) > 1:   # a study of several backbones: a row per backbone and init
-        runs = runs.assign(init=runs.backbone + " · " + runs.init)
-        inits = [f"{b} · {i}" for b in study.choices("backbone") for i in inits]
+    runs, inits = _with_backbones(study, R.select(study, noise_kind=kind))
     long = runs.melt(id_vars=["method", "init", "noise_rate"], value_vars=list(metrics.values()),
                      var_name="column", value_name="value")
     long["metric"] = long["column"].map({c: label for label, c in metrics.items()})
@@ -100,6 +97,22 @@ def results_table(study: R.Study, metrics: dict | None = None, noise_kind=None,
     return ResultsTable(table("mean"), table("std"), title, actual_wrong(runs))
 
 
+def _with_backbones(study: R.Study, runs: pd.DataFrame) -> tuple[pd.DataFrame, list]:
+    """`runs` (rows of `study.runs` or of `runs.pretraining_probes` with a backbone column) and the study's inits;
+    in a study of several backbones each init named with its backbone ("vit_tiny · simclr"), so that a table has a
+    row per backbone and init and never averages backbones together."""
+    inits, backbones = study.choices("init"), study.choices("backbone")
+    if len(backbones) == 1:
+        return runs, inits
+    return runs.assign(init=runs.backbone + " · " + runs.init), [f"{b} · {i}" for b in backbones for i in inits]
+
+
+def _all_probes(study: R.Study) -> pd.DataFrame:
+    """`runs.pretraining_probes` of every backbone of the study, with a backbone column."""
+    return pd.concat([R.pretraining_probes(study, backbone=b).assign(backbone=b) for b in study.choices("backbone")],
+                     ignore_index=True)
+
+
 def levels_note(levels: dict | None) -> str:
     """'. Without learning: ...' for a caption: the accuracy of always answering the majority class and of
     chance (`runs.class_levels`); empty when not recorded."""
@@ -113,7 +126,7 @@ def levels_note(levels: dict | None) -> str:
 def probes_note(study: R.Study) -> str:
     """'. k-NN probe after pretraining: simclr 71.0% (random init 52.0%), ...' for a caption, an init whose probe
     ended below random init's marked as kept apart from the answer; empty when no SSL init recorded one."""
-    probes = R.pretraining_probes(study)
+    probes, _ = _with_backbones(study, _all_probes(study))
     probes = probes[probes.probe_acc.notna() & probes.random_probe_acc.notna()]
     if probes.empty:
         return ""
@@ -139,10 +152,11 @@ def class_priors(study: R.Study) -> Styler:
 
 
 def class_recall(study: R.Study, noise_kind=None) -> Styler:
-    """Per-class test recall at the last epoch (%), mean over seeds: rows method x init, columns noise rate x
-    class, for one noise kind (default: the study's first). Runs that recorded no recall are left out."""
+    """Per-class test recall at the last epoch (%), mean over seeds: rows method x init (x backbone, in a study of
+    several), columns noise rate x class, for one noise kind (default: the study's first). Runs that recorded no
+    recall are left out."""
     kind = R.grid_defaults(study, noise_kind=noise_kind)["noise_kind"]
-    runs = R.select(study, noise_kind=kind)
+    runs, _ = _with_backbones(study, R.select(study, noise_kind=kind))   # a row per backbone and init
     runs = runs[runs.get("recall", pd.Series(None, index=runs.index)).map(lambda r: isinstance(r, list))]
     levels = R.class_levels(study)
     if runs.empty or levels is None:
@@ -235,8 +249,8 @@ def differences(study: R.Study, noise_kind=None, level: float = S.LEVEL) -> Diff
 
 def pretraining(study: R.Study) -> Styler:
     """Each SSL init's k-NN probe accuracy at the end of pretraining against the same network at random init
-    (percent), and whether the pretraining helped the features."""
-    probes = R.pretraining_probes(study)
+    (percent), and whether the pretraining helped the features; a row per backbone and init."""
+    probes, _ = _with_backbones(study, _all_probes(study))
     table = pd.DataFrame({"init": probes.init, "k-NN probe (%)": 100 * probes.probe_acc,
                           "random init's probe (%)": 100 * probes.random_probe_acc,
                           "pretraining": [probe_verdict(p, r) for p, r in zip(probes.probe_acc,
