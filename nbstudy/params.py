@@ -34,7 +34,7 @@ import numpy as np
 from nbstudy.checkpoint import atomic_write
 from nbstudy.data import DATASETS
 from nbstudy.errors import NbstudyError
-from nbstudy.models import BACKBONES, STEMS
+from nbstudy.models import BACKBONES, RESNETS, STEMS
 from nbstudy.plain import plain
 
 
@@ -176,8 +176,12 @@ LATER = {"backbone": "resnet18", "class_weights": "none", "val_split": "auto"}
 
 
 def named(params: dict) -> dict:
-    """`params` less the `LATER` parameters that have their earlier value: what names a run and keys its resume."""
-    return {k: v for k, v in params.items() if k not in LATER or v != LATER[k]}
+    """`params` less the `LATER` parameters that have their earlier value, and less a ViT's `stem`: what names a
+    run and keys its resume. A ViT ignores the stem, so studies that differ only in stem share their ViT runs."""
+    kept = {k: v for k, v in params.items() if k not in LATER or v != LATER[k]}
+    if params.get("backbone", LATER["backbone"]) not in RESNETS:
+        kept.pop("stem", None)
+    return kept
 
 
 def defaults(table: dict) -> dict:
