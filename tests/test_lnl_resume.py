@@ -75,3 +75,16 @@ def test_a_finished_run_of_other_parameters_is_never_overwritten(tmp_path):
         train_noisy(params, seed=2)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before   # params.yaml included
     train_noisy(params, seed=1, device="cpu")                                # the same run may be redone there
+
+
+def test_a_vit_run_is_the_same_run_whatever_the_stem(tmp_path):
+    """A ViT ignores the stem, so its resume key leaves it out (`params.named`): another stem finds the same run,
+    where a ResNet's is another run and is refused."""
+    params = {**TINY, "method": "ce", "epochs": 1}
+    train_noisy({**params, "backbone": "vit_tiny"}, output_dir=str(tmp_path / "vit"))
+    first = load_records(tmp_path / "vit")
+    train_noisy({**params, "backbone": "vit_tiny", "stem": "small"}, output_dir=str(tmp_path / "vit"))
+    assert without_times(load_records(tmp_path / "vit")) == without_times(first)
+    train_noisy(params, output_dir=str(tmp_path / "resnet"))
+    with pytest.raises(NbstudyError, match=r"finished run with other parameters \(stem: 'imagenet' there, 'small' now\)"):
+        train_noisy({**params, "stem": "small"}, output_dir=str(tmp_path / "resnet"))
