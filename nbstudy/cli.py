@@ -66,7 +66,8 @@ def _count(text: str) -> int:
 
 
 def _study(args) -> int:
-    from nbstudy.execute import is_finished, stop_kernels
+    from nbstudy.execute import is_finished
+    from nbstudy.kernels import stop_kernels
     from nbstudy.runner import check_writable, plan, pretraining_warnings, run_study
     from nbstudy.study import load_study
 

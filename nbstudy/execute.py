@@ -19,8 +19,6 @@ import fcntl
 import functools
 import hashlib
 import json
-import os
-import signal
 import socket
 import sys
 import time
@@ -28,15 +26,11 @@ from pathlib import Path
 
 import papermill
 import yaml
-from jupyter_client.kernelspec import KernelSpec
-from jupyter_client.manager import AsyncKernelManager
 
 from nbstudy.errors import NbstudyError
+from nbstudy.kernels import KERNEL, KERNEL_ARGUMENTS, KernelPool, TrackedKernelManager
 from nbstudy.study import Run, check_name, write_text
 
-KERNEL = "python3"
-QUIET_KERNEL = ["--IPKernelApp.log_level=ERROR"]  # not its per-run warning about unencrypted local TCP
-RUNNING = set()  # kernel managers of the runs in progress
 WARNED = set()   # warnings already given
 STAGE_OUTPUTS = {"pretrain": ("backbone.pt", "pretrain_metrics.json"),
                  "train": ("metrics.json", "records.npz", "suspects.csv"), "analysis": ()}
@@ -150,8 +144,10 @@ def run_lock(run: Run):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def execute(run: Run) -> dict:
+def execute(run: Run, kernels: KernelPool | None = None) -> dict:
     """Run the notebook into the run's folder; return the status written to status.json.
+
+    With `kernels` (the local executor's pool), the run gets a kept kernel, reset; without, a kernel of its own.
 
     A run another process is running is waited for; if that process finished it, it is not run again
     (the result says `"by": "another process"`). Outputs left by an unfinished or damaged attempt are
@@ -164,10 +160,10 @@ def execute(run: Run) -> dict:
             (run.folder / name).unlink(missing_ok=True)
         for tmp in run.folder.glob(".*.tmp"):   # left by a process killed while it wrote
             tmp.unlink(missing_ok=True)
-        return _execute(run)
+        return _execute(run, kernels)
 
 
-def _execute(run: Run) -> dict:
+def _execute(run: Run, kernels: KernelPool | None) -> dict:
     executed = run.folder / run.notebook.name
     start = time.time()
     write_text(run.folder / "status.json", json.dumps({"status": "running", "key": run.key, "error": None,
@@ -176,7 +172,7 @@ def _execute(run: Run) -> dict:
     write_text(run.folder / "params.yaml", yaml.safe_dump(run.params, sort_keys=False))
     error = None
     try:
-        _papermill(run, executed)
+        _papermill(run, executed, kernels)
     except papermill.PapermillExecutionError as e:
         error = one_line(e.ename, e.evalue)
     except Exception as e:  # the kernel died, would not start, ...: the run failed, the study goes on
@@ -192,14 +188,18 @@ def _execute(run: Run) -> dict:
     return result
 
 
-def _papermill(run: Run, executed: Path) -> None:
-    """Execute the notebook; a kernel that dies while starting (seen on a loaded machine when several start at
-    once) is started once more before the run counts as failed."""
+def _papermill(run: Run, executed: Path, kernels: KernelPool | None) -> None:
+    """Execute the notebook in a kernel from the pool, or in one of its own; a kernel of its own that dies while
+    starting (seen on a loaded machine when several start at once) is started once more before the run fails."""
+    options = dict(parameters=run.params, kernel_name=KERNEL, progress_bar=False)
+    if kernels is not None:
+        with kernels.kernel() as kernel:
+            papermill.execute_notebook(str(run.notebook), str(executed), km=kernel.manager, **options)
+        return
     for attempt in (1, 2):
         try:
-            papermill.execute_notebook(str(run.notebook), str(executed), parameters=run.params, kernel_name=KERNEL,
-                                       progress_bar=False, extra_arguments=QUIET_KERNEL,
-                                       kernel_manager_class=_TrackedKernelManager)
+            papermill.execute_notebook(str(run.notebook), str(executed), extra_arguments=KERNEL_ARGUMENTS,
+                                       kernel_manager_class=TrackedKernelManager, **options)
             return
         except RuntimeError as e:
             if attempt == 2 or "Kernel died before replying to kernel_info" not in str(e):
@@ -210,31 +210,3 @@ def one_line(name: str, message: str) -> str:
     """An error for the study's summary: a user error's own message, else its type and first line."""
     first = next((line.strip() for line in str(message).splitlines() if line.strip()), "")
     return first if name == NbstudyError.__name__ else f"{name}: {first}".rstrip(": ")
-
-
-def stop_kernels() -> None:
-    """Kill the kernels of the runs in progress (Ctrl-C): their runs end as failed, to be redone next time."""
-    for manager in list(RUNNING):
-        with contextlib.suppress(ProcessLookupError, TypeError):  # TypeError: it ended meanwhile (pgid None)
-            os.killpg(manager.provisioner.pgid, signal.SIGKILL)
-
-
-class _TrackedKernelManager(AsyncKernelManager):
-    """A kernel manager that stop_kernels can reach (kernels run in their own session, so Ctrl-C misses them),
-    and whose kernel runs in this interpreter: the kernel spec named `python3` may point at another Python (a
-    conda base, another venv) that cannot import nbstudy, and every run would fail with ModuleNotFoundError."""
-
-    @property
-    def kernel_spec(self) -> KernelSpec:
-        if self._kernel_spec is None:
-            self._kernel_spec = KernelSpec(argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-                                           display_name="Python 3 (nbstudy)", language="python")
-        return self._kernel_spec
-
-    async def start_kernel(self, **kw):
-        await super().start_kernel(**kw)
-        RUNNING.add(self)
-
-    async def shutdown_kernel(self, now=False, restart=False):
-        RUNNING.discard(self)
-        await super().shutdown_kernel(now=now, restart=restart)

@@ -12,17 +12,36 @@ import os
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 
 from nbstudy.errors import NbstudyError
+from nbstudy.kernels import KernelPool
 
 
-def local_executor(jobs: int) -> ThreadPoolExecutor:
-    """Threads on this machine: each run is its own kernel process, so threads only wait on them.
+def local_executor(jobs: int) -> LocalExecutor:
+    """Threads on this machine: each run is executed by a kernel process, so threads only wait on them.
 
     With several jobs, each kernel gets an equal share of the CPU cores
     (OMP_NUM_THREADS, unless set), so parallel runs do not fight over them.
     """
     if jobs > 1:
         os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
-    return ThreadPoolExecutor(max_workers=jobs)
+    return LocalExecutor(max_workers=jobs)
+
+
+class LocalExecutor(ThreadPoolExecutor):
+    """A thread pool whose runs share a pool of kernels (nbstudy.kernels), one per job, kept from run to run:
+    a run then does not pay a kernel's start and imports. The kernels end with the executor."""
+
+    def __init__(self, max_workers: int):
+        super().__init__(max_workers=max_workers)
+        self.kernels = KernelPool()
+
+    def submit(self, fn, run) -> Future:
+        """Run fn(run, kernels) in a thread (fn is nbstudy.execute.execute)."""
+        return super().submit(fn, run, self.kernels)
+
+    def shutdown(self, wait=True, *, cancel_futures=False):
+        super().shutdown(wait=wait, cancel_futures=cancel_futures)
+        if wait:
+            self.kernels.close()
 
 
 class RayExecutor(Executor):

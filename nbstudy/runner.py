@@ -1,8 +1,8 @@
 """Run a study: its pretraining and training runs, then its results table, then its analysis notebooks.
 
 Runs are handed to an *executor* as `submit(execute, run)`, which returns a
-concurrent.futures Future: a thread pool runs them on this machine, one
-papermill kernel per run; nbstudy.executors.RayExecutor runs them as Ray tasks.
+concurrent.futures Future: a thread pool runs them on this machine, in
+papermill kernels kept from run to run (nbstudy.kernels); nbstudy.executors.RayExecutor runs them as Ray tasks.
 A run starts once the run it needs has finished; runs already finished are
 skipped; a failed run is reported and the others go on.
 """

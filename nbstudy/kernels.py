@@ -1,0 +1,175 @@
+"""The Jupyter kernels that execute a study's notebooks, and their reuse from run to run on this machine.
+
+Starting a kernel and importing torch, torchvision and nbstudy costs 5-10 s of CPU, a sixth to a quarter of a
+demo run (docs/benchmarks.md, "Where the time goes on a CPU"). So the local executor keeps a pool of kernels
+(`KernelPool`), at most one per job, and before each run resets the kernel it hands out to a fresh kernel's
+state (`reset_between_runs`, run inside the kernel): its namespace, history and execution count, the warning
+filters and once-only registries, open figures, torch.compile's caches and nbstudy's own caches. Imported
+modules stay: that is the saving. A run's executed notebook is the same as in a kernel of its own (tested). A
+run that fails gives its kernel up (it may be dead or broken); the next run gets a new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import signal
+import sys
+import threading
+import warnings
+
+from jupyter_client.kernelspec import KernelSpec
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.utils import run_sync
+
+KERNEL = "python3"
+# Not its per-run warning about unencrypted local TCP; history in memory, as nbclient does for the kernels it
+# starts (one SQLite file shared by parallel kernels is a lock to wait on).
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR", "--HistoryManager.hist_file=:memory:"]
+RUNNING = set()  # kernel managers of the kernels alive, for stop_kernels
+
+
+class TrackedKernelManager(AsyncKernelManager):
+    """A kernel manager that stop_kernels can reach (kernels run in their own session, so Ctrl-C misses them),
+    and whose kernel runs in this interpreter: the kernel spec named `python3` may point at another Python (a
+    conda base, another venv) that cannot import nbstudy, and every run would fail with ModuleNotFoundError."""
+
+    @property
+    def kernel_spec(self) -> KernelSpec:
+        if self._kernel_spec is None:
+            self._kernel_spec = KernelSpec(argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                                           display_name="Python 3 (nbstudy)", language="python")
+        return self._kernel_spec
+
+    async def start_kernel(self, **kw):
+        await super().start_kernel(**kw)
+        RUNNING.add(self)
+
+    async def shutdown_kernel(self, now=False, restart=False):
+        RUNNING.discard(self)
+        await super().shutdown_kernel(now=now, restart=restart)
+
+    def client(self, **kw):
+        """nbclient asks for a new client per notebook and, on a kernel it does not own, never closes it: keep
+        them, so that the pool closes each one after its run (else a long grid leaks sockets)."""
+        kc = super().client(**kw)
+        self.clients = [*getattr(self, "clients", []), kc]
+        return kc
+
+
+def stop_kernels() -> None:
+    """Kill every kernel alive (Ctrl-C): the runs in them end as failed, to be redone next time."""
+    for manager in list(RUNNING):
+        with contextlib.suppress(ProcessLookupError, TypeError):  # TypeError: it ended meanwhile (pgid None)
+            os.killpg(manager.provisioner.pgid, signal.SIGKILL)
+
+
+class Kernel:
+    """One started kernel: its manager (for papermill) and a blocking client (for the reset between runs)."""
+
+    def __init__(self):
+        self.manager = TrackedKernelManager(kernel_name=KERNEL)
+        for attempt in (1, 2):   # a kernel dying while it starts is seen on a loaded machine: start it once more
+            try:
+                run_sync(self.manager.start_kernel)(extra_arguments=KERNEL_ARGUMENTS)
+                self.client = self.manager.blocking_client()
+                self.client.start_channels()
+                self.client.wait_for_ready(timeout=120)
+                return
+            except RuntimeError as e:
+                self.close()
+                if attempt == 2 or "died" not in str(e):
+                    raise
+                self.manager = TrackedKernelManager(kernel_name=KERNEL)
+
+    def reset(self) -> None:
+        """Run `reset_between_runs` in the kernel; an error there is raised here (and the kernel not used)."""
+        reply = self.client.execute_interactive("__import__('nbstudy.kernels').kernels.reset_between_runs()",
+                                                silent=True, store_history=False, timeout=120,
+                                                output_hook=lambda msg: None)
+        if reply["content"]["status"] != "ok":
+            raise RuntimeError(f"the kernel could not be reset: {reply['content'].get('evalue', '')}")
+
+    def after_run(self) -> None:
+        """Close the clients the run's notebook client opened."""
+        for kc in getattr(self.manager, "clients", []):
+            kc.stop_channels()
+        self.manager.clients = []
+
+    def alive(self) -> bool:
+        return run_sync(self.manager.is_alive)()
+
+    def close(self) -> None:
+        self.after_run()
+        if getattr(self, "client", None) is not None:
+            self.client.stop_channels()
+        with contextlib.suppress(Exception):   # it may be dead already; what is left is cleaned up all the same
+            run_sync(self.manager.shutdown_kernel)(now=True)
+        with contextlib.suppress(Exception):
+            run_sync(self.manager.cleanup_resources)()
+
+
+class KernelPool:
+    """Kernels kept from run to run: `with pool.kernel() as kernel:` hands out an idle one (or a new one),
+    reset; it goes back to the pool if the block ends without an error, else it is closed."""
+
+    def __init__(self):
+        self._idle, self._lock = [], threading.Lock()
+
+    @contextlib.contextmanager
+    def kernel(self):
+        with self._lock:
+            kernel = self._idle.pop() if self._idle else None
+        if kernel is not None and not kernel.alive():
+            kernel.close()
+            kernel = None
+        kernel = kernel or Kernel()
+        try:
+            kernel.reset()
+            yield kernel
+            kernel.after_run()
+        except BaseException:
+            kernel.close()
+            raise
+        with self._lock:
+            self._idle.append(kernel)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for kernel in idle:
+            kernel.close()
+
+
+_FILTERS = None   # the kernel's warning filters before its first run
+
+
+def reset_between_runs() -> None:
+    """Inside a kernel, before each run: what one run could leave behind that the next would see.
+
+    Not reset: imported modules (the point of reuse) and torch's global random state, which every run seeds.
+    """
+    global _FILTERS
+    from IPython import get_ipython
+
+    if _FILTERS is None:
+        _FILTERS = list(warnings.filters)
+    get_ipython().reset(new_session=True)          # the namespace, Out, and In [1] again
+    warnings.resetwarnings()                       # empties the filters and voids every module's once-registry
+    warnings.filters[:] = _FILTERS
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
+    if "torch._dynamo" in sys.modules:
+        sys.modules["torch._dynamo"].reset()       # compiled code of the last run's models
+    for name, module in list(sys.modules.items()):
+        if name.startswith("nbstudy"):
+            for value in list(vars(module).values()):
+                if callable(getattr(value, "cache_clear", None)) and getattr(value, "__module__", None) == name:
+                    value.cache_clear()
+    if "nbstudy.execute" in sys.modules:
+        sys.modules["nbstudy.execute"].WARNED.clear()
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()

@@ -1,0 +1,87 @@
+"""Kernels kept from run to run (nbstudy.kernels): a run in a kept kernel sees what a run in a new kernel sees.
+
+The real runs' equivalence is tested end to end elsewhere: the smoke study through the local executor (kept
+kernels) and through Ray (a kernel per run) give the same results table (tests/test_ray.py).
+"""
+
+import nbformat
+import papermill
+import pytest
+
+from nbstudy import kernels
+from nbstudy.executors import local_executor
+
+FIRST = """
+import os, warnings
+warnings.simplefilter("ignore")   # for this run only
+left_behind = 1
+import matplotlib.pyplot as plt
+plt.figure()
+print("pid", os.getpid(), "figures", len(plt.get_fignums()))
+"""
+SECOND = """
+import os, matplotlib.pyplot as plt
+print("pid", os.getpid(), "left behind" if "left_behind" in globals() else "clean", "figures", len(plt.get_fignums()))
+"""
+# Python shows a warning once per place in a module (its __warningregistry__): only the reset shows it again
+MODULE = 'import warnings\ndef warn():\n    warnings.warn("a warning each run should show")\n'
+WARN = "import sys; sys.path.insert(0, {folder!r}); import warner; warner.warn()"
+
+
+
+def notebook(path, source):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 0", metadata={"tags": ["parameters"]}), nbformat.v4.new_code_cell(WARN.format(folder=str(path.parent))),
+                nbformat.v4.new_code_cell(source)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return str(path)
+
+
+def run(pool, source, tmp_path, name):
+    (tmp_path / "warner.py").write_text(MODULE)
+    out = tmp_path / f"{name}.out.ipynb"
+    with pool.kernel() as kernel:
+        papermill.execute_notebook(notebook(tmp_path / f"{name}.ipynb", source), str(out), km=kernel.manager,
+                                   kernel_name=kernels.KERNEL, progress_bar=False)
+    cells = nbformat.read(out, as_version=4).cells
+    text = "".join(o.get("text", "") for c in cells for o in c.get("outputs", []))
+    return text, [c["execution_count"] for c in cells if c["cell_type"] == "code"]
+
+
+def pid(text):
+    return text.split("pid ")[1].split()[0]
+
+
+def test_a_kept_kernel_starts_each_run_as_a_new_kernel_would(tmp_path):
+    pool = kernels.KernelPool()
+    try:
+        first, first_counts = run(pool, FIRST, tmp_path, "first")
+        second, second_counts = run(pool, SECOND, tmp_path, "second")
+    finally:
+        pool.close()
+    assert pid(first) == pid(second)                      # the same process: no start-up paid twice
+    assert "clean figures 0" in second                    # no variable, no figure from the run before
+    assert "a warning each run should show" in first and "a warning each run should show" in second
+    assert first_counts == second_counts                  # In [1] again (papermill's injected cell counts too)
+    assert not kernels.RUNNING
+
+
+def test_a_failed_run_gives_up_its_kernel(tmp_path):
+    pool = kernels.KernelPool()
+    try:
+        before, _ = run(pool, FIRST, tmp_path, "before")
+        with pytest.raises(papermill.PapermillExecutionError):
+            run(pool, "raise ValueError('broken run')", tmp_path, "broken")
+        after, _ = run(pool, SECOND, tmp_path, "after")
+    finally:
+        pool.close()
+    assert pid(before) != pid(after) and "clean" in after
+
+
+def test_the_local_executor_ends_its_kernels_with_it(tmp_path):
+    with local_executor(1) as executor:
+        with executor.kernels.kernel() as kernel:
+            assert kernel.alive()
+        assert len(kernels.RUNNING) == 1
+    assert not kernels.RUNNING and not kernel.alive()
