@@ -1,14 +1,16 @@
 """Acceptance: at small scale on the CPU, pretraining learns.
 
 Each method's pretext loss falls and the k-NN probe on the clean test labels beats the same
-backbone at random init (seed 0, measured on this 2-core CPU with one thread): SimCLR 0.68 (30
-epochs) and rotation 0.52 against 0.43 at 32 px; Jigmag 0.43 against 0.35 and jigsaw 0.48
-against 0.34 at 64 px. 32 px with the ImageNet stem is the cheapest setting on a CPU (16x fewer
-operations than the small stem). One torch thread: with two, the floating-point sums change and
-at this tiny scale so does the probe, so the test pins one to be repeatable. The gain also
-depends on the seed: SimCLR after 12 epochs beat random init at seed 0 only (0.54, 0.37, 0.34
-for seeds 0-2), after 30 at all three (0.68, 0.50, 0.65 against 0.43, 0.43, 0.37);
-docs/pretraining.md has the table.
+backbone at random init (seed 0, measured on this 2-core CPU with one thread): SimCLR 0.575 (8
+epochs of batch 32, colour randomised in its views) and rotation 0.52 against 0.43 at 32 px; Jigmag
+0.43 against 0.35 and jigsaw 0.48 against 0.34 at 64 px. 32 px with the ImageNet stem is the
+cheapest setting on a CPU (16x fewer operations than the small stem). One torch thread: with two,
+the floating-point sums change and at this tiny scale so does the probe, so the test pins one to be
+repeatable. The gain also depends on the seed: SimCLR with the colour randomised reaches 0.460
+against 0.427 at seed 1. With its default small-image views, where each synthetic image's two
+random colours let two views be matched by colour alone (docs/pretraining.md, "Colour is a
+shortcut"), it needs 30 epochs of batch 64 (three times the CPU time) to beat random init at seeds
+0-2 (0.68, 0.50, 0.65 against 0.43, 0.43, 0.37); docs/pretraining.md has both tables.
 
 Jigmag learns its task at 32 px (pretext accuracy 0.92 in 8 epochs) but its 16-px quadrants
 teach nothing the 32-px probe can use (0.41 against 0.43); at 64 px (32-px quadrants) it helps.
@@ -30,6 +32,7 @@ from nbstudy.pretrain import run_pretraining
 
 SMALL = {"dataset": "synthetic", "resolution": 32, "stem": "imagenet", "batch_size": 64, "device": "cpu",
          "progress": False}
+COLOUR = {"jitter": [0.8, 0.8, 0.8, 0.5], "gray_p": 0.5}   # full colour jitter: colour is no cue here
 
 
 @pytest.fixture(autouse=True)
@@ -47,13 +50,13 @@ def _metrics(folder):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method, epochs, side, perspective, options", [
-    ("simclr", 30, 32, 0, {}), ("rotation", 6, 32, 0, {}), ("jigmag", 6, 64, 0, {}),
-    ("jigsaw", 6, 64, 1.0, {"permutations": 10})])
-def test_pretext_loss_falls_and_probe_beats_random_init(tmp_path, method, epochs, side, perspective, options):
+@pytest.mark.parametrize("method, epochs, batch, side, perspective, options", [
+    ("simclr", 8, 32, 32, 0, {"view_options": COLOUR}), ("rotation", 6, 64, 32, 0, {}), ("jigmag", 6, 64, 64, 0, {}),
+    ("jigsaw", 6, 64, 64, 1.0, {"permutations": 10})])
+def test_pretext_loss_falls_and_probe_beats_random_init(tmp_path, method, epochs, batch, side, perspective, options):
     data = load_dataset("synthetic", resolution=side, perspective=perspective)
-    run_pretraining(SMALL, data=data, method=method, epochs=epochs, resolution=side, output_dir=str(tmp_path),
-                    method_options=options)
+    run_pretraining(SMALL, data=data, method=method, epochs=epochs, batch_size=batch, resolution=side,
+                    output_dir=str(tmp_path), method_options=options)
     metrics = _metrics(tmp_path)
     losses = metrics["loss_history"]
     assert sum(losses[-2:]) / 2 < 0.95 * losses[0], losses
