@@ -11,8 +11,8 @@ from analysis_fixtures import CLASSES, make_study
 
 from nbstudy.analysis import plots, runs, tables
 from nbstudy.errors import NbstudyError
-from nbstudy.evaluate import confusion
-from nbstudy.lnl import train_noisy
+from nbstudy.evaluate import confusion, predict
+from nbstudy.lnl import base, train_noisy
 from nbstudy.study import check_study, expand, write_results
 
 TEST_COUNTS = [100, 60, 30, 10]   # planted test set: class 0 is half of it; the fake training labels are uniform
@@ -106,11 +106,15 @@ def test_runs_without_a_confusion_matrix_have_no_levels_and_say_how_to_get_them(
         runs.confusion_data(old)
 
 
-def test_a_run_records_its_test_predictions_confusion_and_recall(tmp_path):
+def test_a_run_records_its_test_predictions_confusion_and_recall(tmp_path, monkeypatch):
     options = {"num_classes": 3, "per_class": 12, "test_per_class": 6}
-    final = train_noisy(dataset="synthetic", dataset_options=options, resolution=16, stem="imagenet", epochs=1,
+    test_passes = []
+    monkeypatch.setattr(base, "predict", lambda net, images, *a, **k: (
+        test_passes.append(len(images)) if k.get("indices") is None else None, predict(net, images, *a, **k))[1])
+    final = train_noisy(dataset="synthetic", dataset_options=options, resolution=16, stem="imagenet", epochs=2,
                         batch_size=8, noise_rate=0.2, output_dir=str(tmp_path / "run"), progress=False,
                         checkpoint_every=0)
+    assert test_passes == [18, 18]   # one pass over the test images per epoch: the records reuse the last one
     records = runs.read_run(str(tmp_path / "run"))
     c = np.asarray(records["final"]["confusion"])
     assert c.shape == (3, 3) and c.sum(1).tolist() == [6, 6, 6]

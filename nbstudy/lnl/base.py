@@ -119,6 +119,7 @@ class Context:
     gen: torch.Generator        # augmentation and permutations, on the device
     rng: np.random.Generator    # host-side draws (MixMatch's lambda)
     class_weights: str = "none"  # "none" or "balanced": see `loss_weights`
+    test_images: np.ndarray | None = None
     _logits_cache: dict = field(default_factory=dict)
     _loss_weights: torch.Tensor | None = None
     _train_idx_t: torch.Tensor | None = None
@@ -155,6 +156,13 @@ class Context:
         if k not in self._logits_cache:
             self._logits_cache[k] = self.logits(self.nets[k], indices=self.train_idx)
         return self._logits_cache[k]
+
+    def test_logits(self, k: int) -> torch.Tensor:
+        """Un-augmented logits (len(test_images), K) of network k on the test images, on the CPU; cached as
+        `train_logits` is, so the records' final predictions reuse the last epoch's evaluation."""
+        if ("test", k) not in self._logits_cache:
+            self._logits_cache["test", k] = self.logits(self.nets[k], images=self.test_images)
+        return self._logits_cache["test", k]
 
     def train_losses(self, k: int) -> np.ndarray:
         """Per-sample CE of network k on the un-augmented training images and their (noisy) labels, aligned

@@ -161,7 +161,7 @@ def build(setup: Setup, device) -> Context:
                   batch_size=p["batch_size"] or method.batch_size, epochs=p["epochs"],
                   lr=p["lr"] if p["lr"] is not None else method.lr, seed=p["seed"], options=setup.options,
                   noise_kind=p["noise_kind"], noise_rate=p["noise_rate"], class_weights=p["class_weights"],
-                  gen=torch.Generator(device=device).manual_seed(p["seed"]), rng=np.random.default_rng([p["seed"], 2]))
+                  test_images=ds.test_images, gen=torch.Generator(device=device).manual_seed(p["seed"]), rng=np.random.default_rng([p["seed"], 2]))
     ctx.optimizers = method.optimizers(ctx)
     return ctx
 
@@ -170,7 +170,7 @@ def evaluate(ctx: Context, setup: Setup) -> dict:
     """Test accuracy per network and of the ensemble (sum of logits, as DivideMix tests); the reported
     network's balanced accuracy, macro-F1 and accuracy on the noisy validation labels."""
     test_y = np.asarray(setup.dataset.test_labels)
-    test = [ctx.logits(net, images=setup.dataset.test_images) for net in ctx.nets]
+    test = [ctx.test_logits(k) for k in range(len(ctx.nets))]
     if setup.val_images is not None:
         val, val_y = [ctx.logits(net, images=setup.val_images) for net in ctx.nets], setup.val_labels
     else:

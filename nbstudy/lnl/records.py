@@ -94,7 +94,7 @@ def write_run(out: Path, setup, ctx, state: dict, final: dict) -> None:
     `test_predictions`, their confusion matrix and per-class recall (the LAST epoch's) into `final` itself, so
     the summary the loop returns is the one recorded."""
     ds = setup.dataset
-    logits = [ctx.logits(net, images=ds.test_images) for net in ctx.nets]
+    logits = [ctx.test_logits(k) for k in range(len(ctx.nets))]   # the last evaluation's, cached
     test_pred = (logits[0] if setup.method.reported == "A" else sum(logits)).argmax(1).numpy()
     final.update(confusion(ds.test_labels, test_pred, ds.num_classes))
     metrics = {
