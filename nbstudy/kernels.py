@@ -68,11 +68,11 @@ def stop_kernels() -> None:
 class Kernel:
     """One started kernel: its manager (for papermill) and a blocking client (for the reset between runs)."""
 
-    def __init__(self):
+    def __init__(self, cwd: str | None = None):
         self.manager = TrackedKernelManager(kernel_name=KERNEL)
         for attempt in (1, 2):   # a kernel dying while it starts is seen on a loaded machine: start it once more
             try:
-                run_sync(self.manager.start_kernel)(extra_arguments=KERNEL_ARGUMENTS)
+                run_sync(self.manager.start_kernel)(extra_arguments=KERNEL_ARGUMENTS, cwd=cwd)
                 self.client = self.manager.blocking_client()
                 self.client.start_channels()
                 self.client.wait_for_ready(timeout=120)
@@ -112,10 +112,11 @@ class Kernel:
 
 class KernelPool:
     """Kernels kept from run to run: `with pool.kernel() as kernel:` hands out an idle one (or a new one),
-    reset; it goes back to the pool if the block ends without an error, else it is closed."""
+    reset; it goes back to the pool if the block ends without an error, else it is closed. Kernels start in
+    `cwd` (default: this process's working directory)."""
 
-    def __init__(self):
-        self._idle, self._lock = [], threading.Lock()
+    def __init__(self, cwd: str | None = None):
+        self._idle, self._lock, self._cwd = [], threading.Lock(), cwd
 
     @contextlib.contextmanager
     def kernel(self):
@@ -124,7 +125,7 @@ class KernelPool:
         if kernel is not None and not kernel.alive():
             kernel.close()
             kernel = None
-        kernel = kernel or Kernel()
+        kernel = kernel or Kernel(self._cwd)
         try:
             kernel.reset()
             yield kernel
