@@ -16,7 +16,7 @@ from nbstudy.pretrain import METHODS, build_method, resolve, run_pretraining
 from nbstudy.pretrain import run as run_module
 from nbstudy.pretrain.barlow_twins import barlow_twins_loss
 from nbstudy.pretrain.byol import byol_loss, target_momentum
-from nbstudy.pretrain.moco import MoCo, enqueue, info_nce, moco_logits
+from nbstudy.pretrain.moco import MoCo, enqueue, in_batch_logits, info_nce, moco_logits
 from nbstudy.pretrain.simsiam import simsiam_loss
 from nbstudy.pretrain.vicreg import vicreg_loss
 
@@ -161,6 +161,40 @@ def test_moco_queues_both_views_keys_in_training_only():
     assert {"queue", "queue_ptr", "key_backbone.conv1.weight"} <= set(method.state_dict())
 
 
+def test_moco_without_a_queue_contrasts_each_query_with_the_batch_keys_by_hand():
+    """queue_size 0 (MoCo v3's loss): a query's positive is its image's other-view key, its negatives the other
+    images' keys of that view; computed here term by term."""
+    method = MoCo(build_backbone(small_stem=False), MEAN, STD, 16, queue_size=0, temperature=0.5, momentum=0.5)
+    assert method.queue.shape == (0, 128)
+    q, k = _randn(6, 128, seed=1).requires_grad_(), _randn(6, 128, seed=2).requires_grad_()
+    method.train()
+    loss, acc = method.loss((q, k))
+    cos = lambda a, b: F.cosine_similarity(a, b, dim=0)                     # noqa: E731
+    terms = []
+    for queries, keys in ((q[:3], k[3:]), (q[3:], k[:3])):
+        for i in range(3):
+            logits = torch.stack([cos(queries[i], keys[j]) / 0.5 for j in range(3)])
+            terms.append(-torch.log_softmax(logits, 0)[i])
+    torch.testing.assert_close(loss, torch.stack(terms).mean())
+    assert in_batch_logits(q[:3], k[3:], 0.5).shape == (3, 3) and method.queue_ptr.item() == 0
+    loss.backward()
+    assert k.grad is None and q.grad.abs().sum() > 0                        # no gradient into the keys
+
+
+def test_moco_with_momentum_0_uses_the_queries_as_keys():
+    """momentum 0: the key encoder equals the query encoder, so the keys are the queries, detached (one
+    forward pass), and after a step the key encoder is a copy of the query encoder."""
+    method = MoCo(build_backbone(small_stem=False), MEAN, STD, 16, queue_size=0, momentum=0.0)
+    method.train()
+    q, k = method(torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0)))
+    assert torch.equal(q.detach(), k) and q.requires_grad and not k.requires_grad
+    with torch.no_grad():
+        for w in method.backbone.parameters():
+            w.mul_(0.5)
+    method.after_step(0, 10)
+    assert all(torch.equal(a, b) for a, b in zip(method.backbone.parameters(), method.key_backbone.parameters()))
+
+
 # ---- training ----------------------------------------------------------------------------------------------
 
 def test_registry_and_options():
@@ -168,7 +202,8 @@ def test_registry_and_options():
     assert resolve({"method": "barlow_twins"})["method_options"]["lambd"] == 0.0051
     assert resolve({"method": "byol"})["method_options"]["base_momentum"] == 0.99
     assert resolve({"method": "vicreg"})["method_options"]["invariance"] == 25.0
-    for bad, pattern in [({"method": "moco", "method_options": {"queue_size": 0}}, "queue_size=0"),
+    assert resolve({"method": "moco", "method_options": {"queue_size": 0}})["method_options"]["queue_size"] == 0
+    for bad, pattern in [({"method": "moco", "method_options": {"queue_size": -1}}, "queue_size=-1"),
                          ({"method": "byol", "method_options": {"base_momentum": 1.5}}, "base_momentum=1.5"),
                          ({"method": "simsiam", "method_options": {"view_options": {"blur_p": 2}}}, "blur_p=2"),
                          ({"method": "vicreg", "method_options": {"temperature": 1}}, "unknown option")]:

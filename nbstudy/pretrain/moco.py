@@ -5,6 +5,9 @@ optimizer step: key <- m key + (1 - m) query. The queue is a FIFO of the last K 
 (persistent buffers ``queue`` and ``queue_ptr``: checkpointed, so a resumed run goes on with the
 same negatives). InfoNCE: for each query q with its key k+, -log softmax of q.k+ / T among
 q.k+ / T and q.n / T for the K queued keys n. The queue starts as random unit vectors, as MoCo's.
+With ``queue_size=0`` there is no queue: the negatives of a query are the keys of the batch's other
+images (MoCo v3's loss, Chen, Xie, He, ICCV 2021, which dropped the queue; the positive is the key of
+the same image's other view, as there).
 
 Here the loss is symmetrised: each view is the query once and the other view's key the positive
 (the mean of both directions), and both views' keys are queued; MoCo v2 used one direction, but
@@ -20,7 +23,12 @@ and 0.999 about equal on ImageNet, and at 0.999 the key encoder of a run of a fe
 barely leaves its random init (solo-learn's CIFAR recipe starts at 0.99 too); queue 4096 keys
 instead of 65,536: about the same share (5 %) of a 100k-image set as 65,536 is of ImageNet. Keep
 the queue well below twice the number of training images, or an image's own old keys come back as
-negatives (on the 600-image synthetic set use about 256).
+negatives. On the 600-image synthetic set at CPU scale (8-12 epochs) every queue tried (64 to 256
+keys) makes the loss rise to its chance level ln(K + 1), and a key encoder with momentum 0.9 or 0.99
+keeps it near chance even without a queue; ``queue_size=0, momentum=0`` learns there (the CPU
+acceptance setting; docs/pretraining.md, "Third search"). Momentum 0 makes the key encoder the query
+encoder without gradient (a point of MoCo v3's momentum ablation): the keys are then the queries,
+detached, and the key encoder's forward pass is skipped.
 """
 
 from __future__ import annotations
@@ -41,9 +49,19 @@ def moco_logits(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperatu
     return torch.cat([(q * k).sum(1, keepdim=True), q @ queue.detach().T], dim=1) / temperature
 
 
-def info_nce(logits: torch.Tensor) -> torch.Tensor:
-    """MoCo's InfoNCE of `moco_logits`: mean over the queries of -log softmax of the positive (column 0)."""
-    return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
+def in_batch_logits(q: torch.Tensor, k: torch.Tensor, temperature: float) -> torch.Tensor:
+    """(N, N) logits of queries q (N, D) against the keys k (N, D) of the same batch, over the temperature (MoCo
+    v3): row i's positive is k_i (the diagonal), the other images' keys are its negatives; q and k are normalised
+    here, k gets no gradient."""
+    return F.normalize(q, dim=1) @ F.normalize(k.detach(), dim=1).T / temperature
+
+
+def info_nce(logits: torch.Tensor, positive: torch.Tensor | None = None) -> torch.Tensor:
+    """InfoNCE: mean over the rows of -log softmax of each row's positive column (`positive`, (N,) long; None:
+    column 0, as `moco_logits` puts it)."""
+    if positive is None:
+        positive = torch.zeros(len(logits), dtype=torch.long, device=logits.device)
+    return F.cross_entropy(logits, positive)
 
 
 @torch.no_grad()
@@ -60,10 +78,11 @@ class MoCo(TwoViewMethod):
     name = "moco"
     options = {
         "temperature": Param(0.2, real(0, low_open=True), "InfoNCE temperature (MoCo v2: 0.2)"),
-        "queue_size": Param(4096, whole(1), "queued negative keys K (paper: 65536 for ImageNet); keep it "
-                            "well below 2x the training images"),
+        "queue_size": Param(4096, whole(0), "queued negative keys K (paper: 65536 for ImageNet); keep it "
+                            "well below 2x the training images; 0: no queue, the batch's other keys are the "
+                            "negatives (MoCo v3)"),
         "momentum": Param(0.99, real(0, 1), "EMA momentum m of the key encoder (paper: 0.999; 0.99 suits "
-                          "short runs)"),
+                          "short runs; 0: the keys are the queries without gradient)"),
         "out_dim": Param(128, whole(1), "output width of the MLP head (MoCo v2: 128)"),
         **VIEW_OPTIONS,
     }
@@ -82,15 +101,22 @@ class MoCo(TwoViewMethod):
         """(2B, 3, H, W) views -> (queries, keys), each (2B, out_dim), not normalised."""
         x = self.normalize(inputs)
         q = self.head(self.backbone(x))
+        if self.momentum == 0:      # the key encoder is the query encoder: the same forward pass, without gradient
+            return q, q.detach()
         with torch.no_grad():
             k = self.key_head(self.key_backbone(x))
         return q, k
 
     def loss(self, outputs, targets=None):
-        """Symmetrised InfoNCE against the queue, and the fraction of queries whose positive key scores
-        highest; in training, both views' keys are then queued (after the logits, as MoCo does)."""
+        """Symmetrised InfoNCE against the queue (or, queue_size 0, the batch's other keys), and the fraction of
+        queries whose positive key scores highest; in training, both views' keys are then queued (after the
+        logits, as MoCo does)."""
         q, k = (o.float() for o in outputs)
         (q0, q1), (k0, k1) = q.chunk(2), k.chunk(2)
+        if len(self.queue) == 0:
+            logits = torch.cat([in_batch_logits(q0, k1, self.temperature), in_batch_logits(q1, k0, self.temperature)])
+            positive = torch.arange(len(q0), device=q.device).repeat(2)
+            return info_nce(logits, positive), (logits.argmax(1) == positive).float().mean()
         queue = self.queue.clone()                 # enqueue() below writes the buffer the backward pass needs
         logits = torch.cat([moco_logits(q0, k1, queue, self.temperature), moco_logits(q1, k0, queue, self.temperature)])
         loss = info_nce(logits)    # the mean of both directions: they have the same number of rows
