@@ -14,9 +14,11 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import queue
 import signal
 import sys
 import threading
+import time
 import warnings
 
 from jupyter_client.kernelspec import KernelSpec
@@ -83,11 +85,26 @@ class Kernel:
                     raise
                 self.manager = TrackedKernelManager(kernel_name=KERNEL)
 
-    def reset(self) -> None:
-        """Run `reset_between_runs` in the kernel; an error there is raised here (and the kernel not used)."""
-        reply = self.client.execute_interactive("__import__('nbstudy.kernels').kernels.reset_between_runs()",
-                                                silent=True, store_history=False, timeout=120,
-                                                output_hook=lambda msg: None)
+    def reset(self, timeout: float = 120) -> None:
+        """Run `reset_between_runs` in the kernel; raise if it fails, if the kernel dies (noticed within a
+        second), or if no reply comes within `timeout` seconds (the kernel is then not used)."""
+        msg_id = self.client.execute("__import__('nbstudy.kernels').kernels.reset_between_runs()", silent=True,
+                                     store_history=False)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                reply = self.client.get_shell_msg(timeout=1)
+            except queue.Empty:
+                if not self.alive():
+                    raise RuntimeError("the kernel died") from None
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the kernel did not reset within {timeout:g} s") from None
+                continue
+            if reply["parent_header"].get("msg_id") == msg_id:
+                break
+        with contextlib.suppress(queue.Empty):   # its busy/idle messages, not to pile up run after run
+            while True:
+                self.client.get_iopub_msg(timeout=0.01)
         if reply["content"]["status"] != "ok":
             raise RuntimeError(f"the kernel could not be reset: {reply['content'].get('evalue', '')}")
 
@@ -120,14 +137,12 @@ class KernelPool:
 
     @contextlib.contextmanager
     def kernel(self):
-        with self._lock:
-            kernel = self._idle.pop() if self._idle else None
-        if kernel is not None and not kernel.alive():
-            kernel.close()
-            kernel = None
+        kernel = self._kept()
+        new = kernel is None
         kernel = kernel or Kernel(self._cwd)
         try:
-            kernel.reset()
+            if new:
+                kernel.reset()   # nothing to clear yet, but it notes the new kernel's warning filters
             yield kernel
             kernel.after_run()
         except BaseException:
@@ -135,6 +150,21 @@ class KernelPool:
             raise
         with self._lock:
             self._idle.append(kernel)
+
+    def _kept(self) -> Kernel | None:
+        """An idle kernel, reset; one that died or cannot be reset (hung, broken) is closed, and None returned."""
+        with self._lock:
+            kernel = self._idle.pop() if self._idle else None
+        if kernel is None:
+            return None
+        try:
+            if kernel.alive():
+                kernel.reset()
+                return kernel
+        except Exception:
+            pass            # a new kernel replaces it
+        kernel.close()
+        return None
 
     def close(self) -> None:
         with self._lock:

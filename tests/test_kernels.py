@@ -4,6 +4,9 @@ The real runs' equivalence is tested end to end elsewhere: the smoke study throu
 kernels) and through Ray (a kernel per run) give the same results table (tests/test_ray.py).
 """
 
+import os
+import signal
+
 import nbformat
 import papermill
 import pytest
@@ -77,6 +80,22 @@ def test_a_failed_run_gives_up_its_kernel(tmp_path):
     finally:
         pool.close()
     assert pid(before) != pid(after) and "clean" in after
+
+
+def test_a_kept_kernel_that_died_or_cannot_be_reset_is_replaced(tmp_path):
+    pool = kernels.KernelPool()
+    try:
+        first, _ = run(pool, FIRST, tmp_path, "first")
+        (kept,) = pool._idle
+        kept.reset = lambda: (_ for _ in ()).throw(TimeoutError("no reply"))   # as a hung kernel would
+        second, _ = run(pool, SECOND, tmp_path, "second")
+        (kept,) = pool._idle
+        os.kill(int(pid(second)), signal.SIGKILL)
+        third, _ = run(pool, SECOND, tmp_path, "third")
+    finally:
+        pool.close()
+    assert len({pid(first), pid(second), pid(third)}) == 3 and "clean" in second and "clean" in third
+    assert not kernels.RUNNING
 
 
 def test_the_local_executor_ends_its_kernels_with_it(tmp_path):
