@@ -39,6 +39,9 @@ class LocalExecutor(ThreadPoolExecutor):
         return super().submit(fn, run, self.kernels)
 
     def shutdown(self, wait=True, *, cancel_futures=False):
+        """With cancel_futures (Ctrl-C), no run gets a kernel any more; with wait, the kernels end."""
+        if cancel_futures:
+            self.kernels.stopping = True
         super().shutdown(wait=wait, cancel_futures=cancel_futures)
         if wait:
             self.kernels.close()

@@ -5,14 +5,16 @@ demo run (docs/benchmarks.md, "Where the time goes on a CPU"). So the local exec
 (`KernelPool`), at most one per job, and before each run resets the kernel it hands out to a fresh kernel's
 state (`reset_between_runs`, run inside the kernel): its namespace, history and execution count, the warning
 filters and once-only registries, open figures, torch.compile's caches and nbstudy's own caches. Imported
-modules stay: that is the saving. A run's executed notebook is the same as in a kernel of its own (tested). A
-run that fails gives its kernel up (it may be dead or broken); the next run gets a new one.
+modules stay: that is the saving. A run's records are the same as in a kernel of its own (tests/test_ray.py
+compares a study's results both ways; tests/test_kernels.py a kept kernel's runs). A run that fails gives its
+kernel up (it may be dead or broken); the next run gets a new one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import importlib
 import os
 import queue
 import signal
@@ -68,43 +70,42 @@ def stop_kernels() -> None:
 
 
 class Kernel:
-    """One started kernel: its manager (for papermill) and a blocking client (for the reset between runs)."""
+    """One started kernel: its manager, for papermill; a short-lived client of its own for each reset."""
 
     def __init__(self, cwd: str | None = None):
-        self.manager = TrackedKernelManager(kernel_name=KERNEL)
         for attempt in (1, 2):   # a kernel dying while it starts is seen on a loaded machine: start it once more
+            self.manager = TrackedKernelManager(kernel_name=KERNEL)
             try:
                 run_sync(self.manager.start_kernel)(extra_arguments=KERNEL_ARGUMENTS, cwd=cwd)
-                self.client = self.manager.blocking_client()
-                self.client.start_channels()
-                self.client.wait_for_ready(timeout=120)
                 return
-            except RuntimeError as e:
+            except BaseException as e:
                 self.close()
-                if attempt == 2 or "died" not in str(e):
+                if attempt == 2 or not isinstance(e, RuntimeError) or "died" not in str(e):
                     raise
-                self.manager = TrackedKernelManager(kernel_name=KERNEL)
 
     def reset(self, timeout: float = 120) -> None:
         """Run `reset_between_runs` in the kernel; raise if it fails, if the kernel dies (noticed within a
-        second), or if no reply comes within `timeout` seconds (the kernel is then not used)."""
-        msg_id = self.client.execute("__import__('nbstudy.kernels').kernels.reset_between_runs()", silent=True,
-                                     store_history=False)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                reply = self.client.get_shell_msg(timeout=1)
-            except queue.Empty:
-                if not self.alive():
-                    raise RuntimeError("the kernel died") from None
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"the kernel did not reset within {timeout:g} s") from None
-                continue
-            if reply["parent_header"].get("msg_id") == msg_id:
-                break
-        with contextlib.suppress(queue.Empty):   # its busy/idle messages, not to pile up run after run
+        second), or if no reply comes within `timeout` seconds (the kernel is then not used). The client
+        opens only the shell channel and only for this: one left open would be sent every run's output."""
+        client = self.manager.blocking_client()
+        client.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
+        try:
+            msg_id = client.execute("__import__('nbstudy.kernels').kernels.reset_between_runs()", silent=True,
+                                    store_history=False)
+            deadline = time.monotonic() + timeout
             while True:
-                self.client.get_iopub_msg(timeout=0.01)
+                try:
+                    reply = client.get_shell_msg(timeout=1)
+                except queue.Empty:
+                    if not self.alive():
+                        raise RuntimeError("the kernel died") from None
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"the kernel did not reset within {timeout:g} s") from None
+                    continue
+                if reply["parent_header"].get("msg_id") == msg_id:
+                    break
+        finally:
+            client.stop_channels()
         if reply["content"]["status"] != "ok":
             raise RuntimeError(f"the kernel could not be reset: {reply['content'].get('evalue', '')}")
 
@@ -119,8 +120,6 @@ class Kernel:
 
     def close(self) -> None:
         self.after_run()
-        if getattr(self, "client", None) is not None:
-            self.client.stop_channels()
         with contextlib.suppress(Exception):   # it may be dead already; what is left is cleaned up all the same
             run_sync(self.manager.shutdown_kernel)(now=True)
         with contextlib.suppress(Exception):
@@ -134,9 +133,12 @@ class KernelPool:
 
     def __init__(self, cwd: str | None = None):
         self._idle, self._lock, self._cwd = [], threading.Lock(), cwd
+        self.stopping = False   # set on Ctrl-C: no kernel is handed out (or started) any more
 
     @contextlib.contextmanager
     def kernel(self):
+        if self.stopping:
+            raise RuntimeError("the study is stopping")
         kernel = self._kept()
         new = kernel is None
         kernel = kernel or Kernel(self._cwd)
@@ -173,22 +175,34 @@ class KernelPool:
             kernel.close()
 
 
-_FILTERS = None   # the kernel's warning filters before its first run
+_FRESH = None   # (warning filters, __main__'s module attributes) of the kernel before its first run
+# What the stage and analysis notebooks import: imported before the fresh state is noted, so that the warning
+# filters these libraries add when imported are part of it (they stay imported, and would not add them again).
+NOTEBOOK_IMPORTS = ("torch", "torchvision", "numpy", "scipy.stats", "sklearn.metrics", "pandas", "matplotlib.pyplot",
+                    "nbstudy.lnl", "nbstudy.pretrain", "nbstudy.widgets", "nbstudy.figures", "nbstudy.classroom",
+                    "nbstudy.analysis.findings", "nbstudy.analysis.filter_measures", "nbstudy.analysis.plots",
+                    "nbstudy.analysis.stats", "nbstudy.analysis.suspects", "nbstudy.analysis.tables")
 
 
 def reset_between_runs() -> None:
     """Inside a kernel, before each run: what one run could leave behind that the next would see.
 
-    Not reset: imported modules (the point of reuse) and torch's global random state, which every run seeds.
+    Not reset: imported modules (the point of reuse), torch's global random state (every run seeds it), and
+    what a library warns only once per process (e.g. torch's C++ warnings): that shows in a kernel's first run.
     """
-    global _FILTERS
+    global _FRESH
     from IPython import get_ipython
 
-    if _FILTERS is None:
-        _FILTERS = list(warnings.filters)
-    get_ipython().reset(new_session=True)          # the namespace, Out, and In [1] again
+    shell = get_ipython()
+    if _FRESH is None:
+        for name in NOTEBOOK_IMPORTS:
+            importlib.import_module(name)
+        _FRESH = (list(warnings.filters), {k: v for k, v in shell.user_ns.items() if k.startswith("__")})
+    filters, dunders = _FRESH
+    shell.reset(new_session=True)                  # the namespace, Out, and In [1] again
+    shell.user_ns.update(dunders)                  # reset() drops __spec__ & co, which multiprocessing's spawn needs
     warnings.resetwarnings()                       # empties the filters and voids every module's once-registry
-    warnings.filters[:] = _FILTERS
+    warnings.filters[:] = filters
     if "matplotlib.pyplot" in sys.modules:
         sys.modules["matplotlib.pyplot"].close("all")
     if "torch._dynamo" in sys.modules:

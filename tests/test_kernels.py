@@ -29,12 +29,20 @@ print("pid", os.getpid(), "left behind" if "left_behind" in globals() else "clea
 # Python shows a warning once per place in a module (its __warningregistry__): only the reset shows it again
 MODULE = 'import warnings\ndef warn():\n    warnings.warn("a warning each run should show")\n'
 WARN = "import sys; sys.path.insert(0, {folder!r}); import warner; warner.warn()"
+# in every run, as a fresh kernel has them: the warning filters libraries add when first imported, and __main__'s
+# module attributes (multiprocessing's spawn reads __main__.__spec__)
+FRESH = """
+import sys, warnings, numpy, scipy.stats, torch
+print("filters", len(warnings.filters), "main", all(hasattr(sys.modules["__main__"], name)
+                                                    for name in ("__spec__", "__loader__", "__package__", "__doc__")))
+"""
 
 
 
 def notebook(path, source):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("x = 0", metadata={"tags": ["parameters"]}), nbformat.v4.new_code_cell(WARN.format(folder=str(path.parent))),
+                nbformat.v4.new_code_cell(FRESH),
                 nbformat.v4.new_code_cell(source)]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, path)
@@ -52,6 +60,11 @@ def run(pool, source, tmp_path, name):
     return text, [c["execution_count"] for c in cells if c["cell_type"] == "code"]
 
 
+def fresh(text):
+    words = text.split("filters ")[1].split()
+    return words[0], words[2]
+
+
 def pid(text):
     return text.split("pid ")[1].split()[0]
 
@@ -67,6 +80,7 @@ def test_a_kept_kernel_starts_each_run_as_a_new_kernel_would(tmp_path):
     assert "clean figures 0" in second                    # no variable, no figure from the run before
     assert "a warning each run should show" in first and "a warning each run should show" in second
     assert first_counts == second_counts                  # In [1] again (papermill's injected cell counts too)
+    assert fresh(first) == fresh(second) and fresh(first)[1] == "True"
     assert not kernels.RUNNING
 
 
@@ -104,3 +118,12 @@ def test_the_local_executor_ends_its_kernels_with_it(tmp_path):
             assert kernel.alive()
         assert len(kernels.RUNNING) == 1
     assert not kernels.RUNNING and not kernel.alive()
+
+
+def test_a_stopping_study_hands_out_no_more_kernels():
+    executor = local_executor(1)
+    executor.shutdown(wait=False, cancel_futures=True)   # Ctrl-C (cli._study), before stop_kernels
+    with pytest.raises(RuntimeError, match="stopping"), executor.kernels.kernel():
+        pass
+    executor.shutdown()
+    assert not kernels.RUNNING
