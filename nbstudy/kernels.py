@@ -73,15 +73,12 @@ class Kernel:
     """One started kernel: its manager, for papermill; a short-lived client of its own for each reset."""
 
     def __init__(self, cwd: str | None = None):
-        for attempt in (1, 2):   # a kernel dying while it starts is seen on a loaded machine: start it once more
-            self.manager = TrackedKernelManager(kernel_name=KERNEL)
-            try:
-                run_sync(self.manager.start_kernel)(extra_arguments=KERNEL_ARGUMENTS, cwd=cwd)
-                return
-            except BaseException as e:
-                self.close()
-                if attempt == 2 or not isinstance(e, RuntimeError) or "died" not in str(e):
-                    raise
+        self.manager = TrackedKernelManager(kernel_name=KERNEL)
+        try:
+            run_sync(self.manager.start_kernel)(extra_arguments=KERNEL_ARGUMENTS, cwd=cwd)
+        except BaseException:
+            self.close()
+            raise
 
     def reset(self, timeout: float = 120) -> None:
         """Run `reset_between_runs` in the kernel; raise if it fails, if the kernel dies (noticed within a
@@ -139,12 +136,8 @@ class KernelPool:
     def kernel(self):
         if self.stopping:
             raise RuntimeError("the study is stopping")
-        kernel = self._kept()
-        new = kernel is None
-        kernel = kernel or Kernel(self._cwd)
+        kernel = self._kept() or self._new()
         try:
-            if new:
-                kernel.reset()   # nothing to clear yet, but it notes the new kernel's warning filters
             yield kernel
             kernel.after_run()
         except BaseException:
@@ -167,6 +160,20 @@ class KernelPool:
             pass            # a new kernel replaces it
         kernel.close()
         return None
+
+    def _new(self) -> Kernel:
+        """A new kernel, reset (nothing to clear yet, but it notes the kernel's fresh state). Its first reply is
+        the reset's, so a kernel that dies before it (seen on a loaded machine when several start at once) is
+        noticed here and started once more."""
+        for attempt in (1, 2):
+            kernel = Kernel(self._cwd)
+            try:
+                kernel.reset()
+                return kernel
+            except BaseException as e:
+                kernel.close()
+                if attempt == 2 or str(e) != "the kernel died":
+                    raise
 
     def close(self) -> None:
         with self._lock:

@@ -112,6 +112,25 @@ def test_a_kept_kernel_that_died_or_cannot_be_reset_is_replaced(tmp_path):
     assert not kernels.RUNNING
 
 
+def test_a_new_kernel_that_dies_before_its_first_reply_is_started_once_more(monkeypatch):
+    reset, deaths = kernels.Kernel.reset, []
+
+    def dies_once(kernel):   # as a kernel killed while it starts on a loaded machine
+        if not deaths:
+            deaths.append(kernel)
+            raise RuntimeError("the kernel died")
+        reset(kernel)
+
+    monkeypatch.setattr(kernels.Kernel, "reset", dies_once)
+    pool = kernels.KernelPool()
+    try:
+        with pool.kernel() as kernel:
+            assert kernel.alive() and kernel is not deaths[0] and not deaths[0].alive()
+    finally:
+        pool.close()
+    assert not kernels.RUNNING
+
+
 def test_the_local_executor_ends_its_kernels_with_it(tmp_path):
     with local_executor(1) as executor:
         with executor.kernels.kernel() as kernel:
