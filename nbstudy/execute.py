@@ -28,7 +28,7 @@ import papermill
 import yaml
 
 from nbstudy.errors import NbstudyError
-from nbstudy.kernels import KERNEL, KERNEL_ARGUMENTS, KernelPool, TrackedKernelManager
+from nbstudy.kernels import KERNEL, KernelPool
 from nbstudy.study import Run, check_name, write_text
 
 WARNED = set()   # warnings already given
@@ -147,7 +147,8 @@ def run_lock(run: Run):
 def execute(run: Run, kernels: KernelPool | None = None) -> dict:
     """Run the notebook into the run's folder; return the status written to status.json.
 
-    With `kernels` (the local executor's pool), the run gets a kept kernel, reset; without, a kernel of its own.
+    With `kernels` (the local executor's pool), the run gets a kept kernel, reset; without (a Ray task), a kernel
+    of its own.
 
     A run another process is running is waited for; if that process finished it, it is not run again
     (the result says `"by": "another process"`). Outputs left by an unfinished or damaged attempt are
@@ -189,21 +190,16 @@ def _execute(run: Run, kernels: KernelPool | None) -> dict:
 
 
 def _papermill(run: Run, executed: Path, kernels: KernelPool | None) -> None:
-    """Execute the notebook in a kernel from the pool, or in one of its own; a kernel of its own that dies while
-    starting (seen on a loaded machine when several start at once) is started once more before the run fails."""
-    options = dict(parameters=run.params, kernel_name=KERNEL, progress_bar=False)
-    if kernels is not None:
-        with kernels.kernel() as kernel:
-            papermill.execute_notebook(str(run.notebook), str(executed), km=kernel.manager, **options)
-        return
-    for attempt in (1, 2):
-        try:
-            papermill.execute_notebook(str(run.notebook), str(executed), extra_arguments=KERNEL_ARGUMENTS,
-                                       kernel_manager_class=TrackedKernelManager, **options)
-            return
-        except RuntimeError as e:
-            if attempt == 2 or "Kernel died before replying to kernel_info" not in str(e):
-                raise
+    """Execute the notebook in a kernel from the pool, or (kernels None: a Ray task) in a one-off pool's kernel,
+    closed after the run: one way to start, retry and reset a kernel for both executors."""
+    pool = kernels if kernels is not None else KernelPool()
+    try:
+        with pool.kernel() as kernel:
+            papermill.execute_notebook(str(run.notebook), str(executed), km=kernel.manager, parameters=run.params,
+                                       kernel_name=KERNEL, progress_bar=False)
+    finally:
+        if kernels is None:
+            pool.close()
 
 
 def one_line(name: str, message: str) -> str:
