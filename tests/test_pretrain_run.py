@@ -83,6 +83,25 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_one(tmp_path, tiny_data
     assert b["loss_history"] == pytest.approx(a["loss_history"], rel=1e-5)
 
 
+@pytest.mark.parametrize("every, saved", [(2, 2), (0, None)])
+def test_checkpoint_every_n_epochs(tmp_path, tiny_data, monkeypatch, every, saved):
+    """A run killed in epoch 4 left the state of the last epoch that is a multiple of checkpoint_every (none for 0)."""
+    real_epoch, calls = run_module.train_epoch, []
+
+    def dies_in_epoch_4(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "train_epoch", dies_in_epoch_4)
+    with pytest.raises(KeyboardInterrupt):
+        run_pretraining(TINY, data=tiny_data, method="rotation", epochs=4, checkpoint_every=every,
+                        output_dir=str(tmp_path))
+    state = tmp_path / "pretrain_state.pt"
+    assert (torch.load(state, weights_only=False)["epoch"] if state.exists() else None) == saved
+
+
 def test_finished_run_is_reused_and_other_parameters_are_refused(tmp_path, tiny_data, monkeypatch):
     run_pretraining(TINY, data=tiny_data, output_dir=str(tmp_path))
     monkeypatch.setattr(run_module, "train_epoch", lambda *a, **k: pytest.fail("a finished run was retrained"))

@@ -30,6 +30,8 @@ PARAMS = {
     "knn_k": Param(20, P.whole(1), "neighbours of the k-NN probe"),
     "probe_every": Param(0, P.whole(0), "also probe every N epochs (0: only before and after training)",
                          run_only=True),
+    "checkpoint_every": Param(1, P.whole(0), "save a resumable pretrain_state.pt every N epochs (0: never)",
+                              run_only=True),
     "seed": Param(0, P.seed(), "initial weights, batch order, augmentation, puzzle draws"),
     "device": Param("auto", P.device(), "auto (CUDA when present), cpu, cuda, cuda:N", run_only=True),
     "torch_compile": Param(False, P.flag(), "torch.compile the network: faster long GPU runs", run_only=True),

@@ -1,10 +1,10 @@
-"""Stage 1's loop: pretrain a backbone with one method, checkpoint every epoch, save the backbone.
+"""Stage 1's loop: pretrain a backbone with one method, checkpoint every N epochs, save the backbone.
 
 ``run_pretraining(params, **overrides)`` checks the parameters (`params.resolve`),
 loads the dataset (its labels are used only by the k-NN probe), trains with Adam
 (default, as in the study's code), AdamW or SGD under a linear warm-up + cosine
 schedule stepped every iteration, and writes to ``output_dir`` (see `records`):
-``params.yaml`` first, ``pretrain_state.pt`` after every epoch, and at the end
+``params.yaml`` first, ``pretrain_state.pt`` every ``checkpoint_every`` epochs, and at the end
 ``backbone.pt`` and ``pretrain_metrics.json``.
 
 Augmentation randomness and batch order are a function of (seed, epoch), so a
@@ -183,9 +183,11 @@ def run_pretraining(params: dict | None = None, *, data=None, **kwargs) -> Path:
         seconds += record["seconds"]
         history.append(record)
         tqdm.write(_epoch_line(record, p["epochs"]))
-        resume.save_state(state_path, key, epoch=epoch + 1, model=method.state_dict(),
-                          optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), rng=resume.rng_state(),
-                          history=history, seconds=seconds, random_init_probe_acc=random_probe)
+        if p["checkpoint_every"] and (epoch + 1) % p["checkpoint_every"] == 0:
+            resume.save_state(state_path, key, epoch=epoch + 1, model=method.state_dict(),
+                              optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                              rng=resume.rng_state(), history=history, seconds=seconds,
+                              random_init_probe_acc=random_probe)
 
     probe = knn_accuracy(method.backbone, data, p["knn_k"], KNN_TEMPERATURE, device)
     tqdm.write(f"k-NN accuracy {probe:.3f} (random init {random_probe:.3f}); backbone -> {final}")
