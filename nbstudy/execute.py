@@ -194,7 +194,7 @@ def _papermill(run: Run, executed: Path, kernels: KernelPool | None) -> None:
     closed after the run: one way to start, retry and reset a kernel for both executors."""
     pool = kernels if kernels is not None else KernelPool()
     try:
-        with pool.kernel() as kernel:
+        with pool.kernel(run.notebook) as kernel:
             papermill.execute_notebook(str(run.notebook), str(executed), km=kernel.manager, parameters=run.params,
                                        kernel_name=KERNEL, progress_bar=False)
     finally:

@@ -5,14 +5,17 @@ demo run (docs/benchmarks.md, "Where the time goes on a CPU"). So the local exec
 (`KernelPool`), at most one per job, and before each run resets the kernel it hands out to a fresh kernel's
 state (`reset_between_runs`, run inside the kernel): its namespace, history and execution count, the warning
 filters and once-only registries, open figures, torch.compile's caches and nbstudy's own caches. Imported
-modules stay: that is the saving. A run's records are the same as in a kernel of its own (tests/test_ray.py
+modules stay: that is the saving. The reset also imports what the next notebook imports (`notebook_imports`), so
+that the warning filters a library adds when first imported are part of every later run's fresh state. A run's records are the same as in a kernel of its own (tests/test_ray.py
 compares a study's results both ways; tests/test_kernels.py a kept kernel's runs). A run that fails gives its
 kernel up (it may be dead or broken); the next run gets a new one.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import functools
 import gc
 import importlib
 import os
@@ -22,7 +25,9 @@ import sys
 import threading
 import time
 import warnings
+from pathlib import Path
 
+import nbformat
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
@@ -80,15 +85,15 @@ class Kernel:
             self.close()
             raise
 
-    def reset(self, timeout: float = 120) -> None:
-        """Run `reset_between_runs` in the kernel; raise if it fails, if the kernel dies (noticed within a
+    def reset(self, imports: tuple = (), timeout: float = 120) -> None:
+        """Run `reset_between_runs(imports)` in the kernel; raise if it fails, if the kernel dies (noticed within a
         second), or if no reply comes within `timeout` seconds (the kernel is then not used). The client
         opens only the shell channel and only for this: one left open would be sent every run's output."""
         client = self.manager.blocking_client()
         client.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
         try:
-            msg_id = client.execute("__import__('nbstudy.kernels').kernels.reset_between_runs()", silent=True,
-                                    store_history=False)
+            msg_id = client.execute(f"__import__('nbstudy.kernels').kernels.reset_between_runs({tuple(imports)!r})",
+                                    silent=True, store_history=False)
             deadline = time.monotonic() + timeout
             while True:
                 try:
@@ -124,19 +129,20 @@ class Kernel:
 
 
 class KernelPool:
-    """Kernels kept from run to run: `with pool.kernel() as kernel:` hands out an idle one (or a new one),
-    reset; it goes back to the pool if the block ends without an error, else it is closed. Kernels start in
-    `cwd` (default: this process's working directory)."""
+    """Kernels kept from run to run: `with pool.kernel(notebook) as kernel:` hands out an idle one (or a new one),
+    reset and holding the notebook's imports; it goes back to the pool if the block ends without an error, else it
+    is closed. Kernels start in `cwd` (default: this process's working directory)."""
 
     def __init__(self, cwd: str | None = None):
         self._idle, self._lock, self._cwd = [], threading.Lock(), cwd
         self.stopping = False   # set on Ctrl-C: no kernel is handed out (or started) any more
 
     @contextlib.contextmanager
-    def kernel(self):
+    def kernel(self, notebook: str | Path | None = None):
         if self.stopping:
             raise RuntimeError("the study is stopping")
-        kernel = self._kept() or self._new()
+        imports = notebook_imports(Path(notebook)) if notebook is not None else ()
+        kernel = self._kept(imports) or self._new(imports)
         try:
             yield kernel
             kernel.after_run()
@@ -146,7 +152,7 @@ class KernelPool:
         with self._lock:
             self._idle.append(kernel)
 
-    def _kept(self) -> Kernel | None:
+    def _kept(self, imports: tuple) -> Kernel | None:
         """An idle kernel, reset; one that died or cannot be reset (hung, broken) is closed, and None returned."""
         with self._lock:
             kernel = self._idle.pop() if self._idle else None
@@ -154,21 +160,21 @@ class KernelPool:
             return None
         try:
             if kernel.alive():
-                kernel.reset()
+                kernel.reset(imports)
                 return kernel
         except Exception:
             pass            # a new kernel replaces it
         kernel.close()
         return None
 
-    def _new(self) -> Kernel:
+    def _new(self, imports: tuple) -> Kernel:
         """A new kernel, reset (nothing to clear yet, but it notes the kernel's fresh state). Its first reply is
         the reset's, so a kernel that dies before it (seen on a loaded machine when several start at once) is
         noticed here and started once more."""
         for attempt in (1, 2):
             kernel = Kernel(self._cwd)
             try:
-                kernel.reset()
+                kernel.reset(imports)
                 return kernel
             except BaseException as e:
                 kernel.close()
@@ -182,17 +188,40 @@ class KernelPool:
             kernel.close()
 
 
-_FRESH = None   # (warning filters, __main__'s module attributes) of the kernel before its first run
-# What the stage and analysis notebooks import: imported before the fresh state is noted, so that the warning
-# filters these libraries add when imported are part of it (they stay imported, and would not add them again).
-NOTEBOOK_IMPORTS = ("torch", "torchvision", "numpy", "scipy.stats", "sklearn.metrics", "pandas", "matplotlib.pyplot",
-                    "nbstudy.lnl", "nbstudy.pretrain", "nbstudy.widgets", "nbstudy.figures", "nbstudy.classroom",
-                    "nbstudy.analysis.findings", "nbstudy.analysis.filter_measures", "nbstudy.analysis.plots",
-                    "nbstudy.analysis.stats", "nbstudy.analysis.suspects", "nbstudy.analysis.tables")
+def notebook_imports(notebook: Path) -> tuple:
+    """The modules a notebook's code imports (`import a.b`, `from a import b`: a, and a.b in case it is a module),
+    in order; read once per version of the file. Cells that are not Python even after IPython's transforms
+    (magics) are skipped: the run itself will say what is wrong with them."""
+    return _imports(notebook, notebook.stat().st_mtime_ns)
 
 
-def reset_between_runs() -> None:
-    """Inside a kernel, before each run: what one run could leave behind that the next would see.
+@functools.lru_cache(maxsize=None)
+def _imports(notebook: Path, mtime_ns: int) -> tuple:
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    names = {}
+    for cell in nbformat.read(str(notebook), as_version=4).cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(TransformerManager().transform_cell(cell.source))
+        except (SyntaxError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names.update(dict.fromkeys(alias.name for alias in node.names))
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.update(dict.fromkeys([node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]))
+    return tuple(names)
+
+
+_FRESH = None   # (warning filters, __main__'s module attributes) of the kernel before its next run
+
+
+def reset_between_runs(imports: tuple = ()) -> None:
+    """Inside a kernel, before each run: what one run could leave behind that the next would see; then import
+    `imports` (the next notebook's, `notebook_imports`; one that fails is left for the notebook to report), so the
+    warning filters libraries add when first imported stay in the fresh state of every later run.
 
     Not reset: imported modules (the point of reuse), torch's global random state (every run seeds it), and
     what a library warns only once per process (e.g. torch's C++ warnings): that shows in a kernel's first run.
@@ -201,9 +230,7 @@ def reset_between_runs() -> None:
     from IPython import get_ipython
 
     shell = get_ipython()
-    if _FRESH is None:
-        for name in NOTEBOOK_IMPORTS:
-            importlib.import_module(name)
+    if _FRESH is None:                             # a new kernel: its state is the fresh one
         _FRESH = (list(warnings.filters), {k: v for k, v in shell.user_ns.items() if k.startswith("__")})
     filters, dunders = _FRESH
     shell.reset(new_session=True)                  # the namespace, Out, and In [1] again
@@ -225,3 +252,7 @@ def reset_between_runs() -> None:
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_initialized():
         torch.cuda.empty_cache()
+    for name in imports:
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
+    _FRESH = (list(warnings.filters), dunders)

@@ -6,6 +6,9 @@ kernels) and through Ray (a kernel per run) give the same results table (tests/t
 
 import os
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import nbformat
 import papermill
@@ -13,6 +16,8 @@ import pytest
 
 from nbstudy import kernels
 from nbstudy.executors import local_executor
+
+ROOT = Path(__file__).resolve().parents[1]
 
 FIRST = """
 import os, warnings
@@ -38,23 +43,21 @@ print("filters", len(warnings.filters), "main", all(hasattr(sys.modules["__main_
 """
 
 
-
 def notebook(path, source):
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("x = 0", metadata={"tags": ["parameters"]}), nbformat.v4.new_code_cell(WARN.format(folder=str(path.parent))),
-                nbformat.v4.new_code_cell(FRESH),
+    nb.cells = [nbformat.v4.new_code_cell("x = 0", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell(WARN.format(folder=str(path.parent))), nbformat.v4.new_code_cell(FRESH),
                 nbformat.v4.new_code_cell(source)]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, path)
     return str(path)
 
 
-def run(pool, source, tmp_path, name):
+def run(pool, source, tmp_path, name, cells=notebook):
     (tmp_path / "warner.py").write_text(MODULE)
-    out = tmp_path / f"{name}.out.ipynb"
-    with pool.kernel() as kernel:
-        papermill.execute_notebook(notebook(tmp_path / f"{name}.ipynb", source), str(out), km=kernel.manager,
-                                   kernel_name=kernels.KERNEL, progress_bar=False)
+    out, path = tmp_path / f"{name}.out.ipynb", cells(tmp_path / f"{name}.ipynb", source)
+    with pool.kernel(path) as kernel:
+        papermill.execute_notebook(path, str(out), km=kernel.manager, kernel_name=kernels.KERNEL, progress_bar=False)
     cells = nbformat.read(out, as_version=4).cells
     text = "".join(o.get("text", "") for c in cells for o in c.get("outputs", []))
     return text, [c["execution_count"] for c in cells if c["cell_type"] == "code"]
@@ -84,6 +87,76 @@ def test_a_kept_kernel_starts_each_run_as_a_new_kernel_would(tmp_path):
     assert not kernels.RUNNING
 
 
+def bare(path, source):
+    """A notebook of the parameters cell and `source` only."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 0", metadata={"tags": ["parameters"]}), nbformat.v4.new_code_cell(source)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return str(path)
+
+
+def test_a_kernel_imports_what_its_notebook_imports_and_nothing_more(tmp_path):
+    """A notebook that needs no torch does not pay for importing it; a module that cannot be imported is the
+    notebook's own error, in its cell, not a kernel that fails to reset."""
+    pool = kernels.KernelPool()
+    try:
+        light, _ = run(pool, "import sys\nprint('torch', 'torch' in sys.modules)", tmp_path, "light", cells=bare)
+        with pytest.raises(papermill.PapermillExecutionError, match="ModuleNotFoundError"):
+            run(pool, "import no_such_module_here", tmp_path, "missing", cells=bare)
+    finally:
+        pool.close()
+    assert "torch False" in light
+
+
+def test_notebook_imports_reads_every_import_past_magics(tmp_path):
+    path = tmp_path / "n.ipynb"
+    bare(path, "%matplotlib inline\nimport os.path, numpy as np\nfrom nbstudy.analysis import plots, runs\n"
+               "from . import local\ndef f():\n    import json")
+    (tmp_path / "bad.ipynb").write_text(path.read_text().replace("%matplotlib inline", "this is (not python"))
+    assert kernels.notebook_imports(path) == ("os.path", "numpy", "nbstudy.analysis", "nbstudy.analysis.plots",
+                                              "nbstudy.analysis.runs", "json")
+    assert kernels.notebook_imports(tmp_path / "bad.ipynb") == ()
+
+
+LAZY = """
+import ast, importlib, pathlib, sys, warnings
+from nbstudy.kernels import notebook_imports
+for name in notebook_imports(pathlib.Path(sys.argv[1])):
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        pass
+before = list(warnings.filters)
+for path in pathlib.Path("nbstudy").rglob("*.py"):
+    if path.name in ("cli.py", "executors.py"):   # the study runner's process (papermill, ray), not a kernel's
+        continue
+    for function in ast.walk(ast.parse(path.read_text())):
+        if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for node in ast.walk(function):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                    [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+                for name in names:
+                    try:
+                        importlib.import_module(name)
+                    except ImportError:   # optional extras (ray, medmnist) absent here
+                        pass
+print(len(before), len(warnings.filters))
+"""
+
+
+@pytest.mark.parametrize("name", ["01_pretrain", "02_train_noisy", "15_suspects"])
+def test_what_nbstudy_imports_inside_functions_adds_no_warning_filter_after_a_notebooks_imports(name):
+    """The reset keeps the filters libraries add when imported only for what the notebook imports at its top; what
+    nbstudy imports later, inside functions (pandas, sklearn, cleanlab, ...), must add none, or a kept kernel's
+    second run would lack them. The two stage notebooks, and the analysis notebook that uses the most of those (each
+    analysis notebook imports nbstudy.widgets and nbstudy.analysis; a subprocess each, about 10 CPU-s)."""
+    done = subprocess.run([sys.executable, "-c", LAZY, str(ROOT / "notebooks" / f"{name}.ipynb")], cwd=ROOT,
+                          capture_output=True, text=True, check=True)
+    before, after = done.stdout.split()
+    assert before == after, done.stdout
+
+
 def test_a_failed_run_gives_up_its_kernel(tmp_path):
     pool = kernels.KernelPool()
     try:
@@ -101,7 +174,7 @@ def test_a_kept_kernel_that_died_or_cannot_be_reset_is_replaced(tmp_path):
     try:
         first, _ = run(pool, FIRST, tmp_path, "first")
         (kept,) = pool._idle
-        kept.reset = lambda: (_ for _ in ()).throw(TimeoutError("no reply"))   # as a hung kernel would
+        kept.reset = lambda imports: (_ for _ in ()).throw(TimeoutError("no reply"))   # as a hung kernel would
         second, _ = run(pool, SECOND, tmp_path, "second")
         (kept,) = pool._idle
         os.kill(int(pid(second)), signal.SIGKILL)
@@ -115,11 +188,11 @@ def test_a_kept_kernel_that_died_or_cannot_be_reset_is_replaced(tmp_path):
 def test_a_new_kernel_that_dies_before_its_first_reply_is_started_once_more(monkeypatch):
     reset, deaths = kernels.Kernel.reset, []
 
-    def dies_once(kernel):   # as a kernel killed while it starts on a loaded machine
+    def dies_once(kernel, imports):   # as a kernel killed while it starts on a loaded machine
         if not deaths:
             deaths.append(kernel)
             raise RuntimeError("the kernel died")
-        reset(kernel)
+        reset(kernel, imports)
 
     monkeypatch.setattr(kernels.Kernel, "reset", dies_once)
     pool = kernels.KernelPool()

@@ -75,7 +75,7 @@ def executed(study_dir, tmp_path_factory):
 
     def run(name):
         try:
-            with kernels.kernel() as kernel:
+            with kernels.kernel(NOTEBOOKS / f"{name}.ipynb") as kernel:
                 papermill.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(out / f"{name}.ipynb"),
                                            parameters={"study_dir": str(study_dir), **EXTRA.get(name, {})},
                                            km=kernel.manager, kernel_name=KERNEL, progress_bar=False,
