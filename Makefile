@@ -7,6 +7,8 @@ PY := $(VENV)/bin/python
 export OMP_WAIT_POLICY ?= PASSIVE
 # pytest-xdist workers for `make test`: one per core of CI's 2-core machine. --dist loadfile keeps a module on one
 # worker, so its module fixtures are built once (xdist_group marks are not honoured with pytest 9.2 + xdist 3.8).
+# --no-loadscope-reorder: modules start in collection order, longest first (tests/conftest.py SLOW_FIRST); xdist's
+# default sorts them by their number of tests, which started the longest modules (few, slow tests) last.
 TEST_WORKERS ?= 2
 
 .PHONY: demo test install clean-venv
@@ -24,7 +26,7 @@ demo: install
 	$(VENV)/bin/nbstudy study parameters/demo.yaml --jobs 2
 
 test: install
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
 clean-venv:
 	rm -rf $(VENV)

@@ -57,10 +57,12 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-# Longest first: `make test` hands whole modules to two pytest-xdist workers (--dist loadfile) and ends when the last
-# one does, so the longest start at once (minutes of CI, 2026-12-01: pretrain_learns 8, lnl_train 7, cli 5, ray 4.5).
-SLOW_FIRST = ("test_pretrain_learns.py", "test_lnl_train.py", "test_cli.py", "test_ray.py", "test_notebooks_analysis.py",
-              "test_classroom.py", "test_study_folder.py", "test_pretrain_zoo_learns.py")
+# Longest first: `make test` hands whole modules to two pytest-xdist workers (--dist loadfile, in this order with
+# --no-loadscope-reorder) and ends when the last one does, so the longest start at once (minutes of a loaded run,
+# 2026-12-02: lnl_train 7.7, pretrain_learns 5.5, study_folder 4.9, cli 4, zoo_learns 3.5, ray 3.2).
+SLOW_FIRST = ("test_lnl_train.py", "test_pretrain_learns.py", "test_pretrain_zoo_learns.py", "test_cli.py",
+              "test_study_folder.py", "test_ray.py", "test_notebooks_analysis.py", "test_bad_input.py", "test_kernels.py",
+              "test_classroom.py")
 
 
 def pytest_collection_modifyitems(items):

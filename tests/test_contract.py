@@ -107,3 +107,10 @@ def test_no_module_imports_a_module_that_imports_it_back():
 @pytest.mark.parametrize("path", ["nbstudy/lnl/loop.py", "nbstudy/pretrain/run.py"])
 def test_stage_loops_stay_short(path):
     assert len((ROOT / path).read_text().splitlines()) < 250
+
+
+def test_the_modules_started_first_exist():
+    """conftest.SLOW_FIRST orders the suite for pytest-xdist by file name: a renamed module would drop out silently."""
+    from conftest import SLOW_FIRST
+
+    assert [name for name in SLOW_FIRST if not (Path(__file__).parent / name).is_file()] == []
