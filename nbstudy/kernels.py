@@ -5,10 +5,11 @@ demo run (docs/benchmarks.md, "Where the time goes on a CPU"). So the local exec
 (`KernelPool`), at most one per job, and before each run resets the kernel it hands out to a fresh kernel's
 state (`reset_between_runs`, run inside the kernel): its namespace, history and execution count, the warning
 filters and once-only registries, open figures, torch.compile's caches and nbstudy's own caches. Imported
-modules stay: that is the saving. The reset also imports what the next notebook imports (`notebook_imports`), so
-that the warning filters a library adds when first imported are part of every later run's fresh state. A run's records are the same as in a kernel of its own (tests/test_ray.py
-compares a study's results both ways; tests/test_kernels.py a kept kernel's runs). A run that fails gives its
-kernel up (it may be dead or broken); the next run gets a new one.
+modules stay: that is the saving. The kernel then imports the nbstudy modules the next notebook imports
+(`nbstudy_imports`, `import_for_run`), so that the warning filters numpy, scipy and torch add when first imported
+are part of every later run's fresh state. A run's records are the same as in a kernel of its own
+(tests/test_ray.py compares a study's results both ways; tests/test_kernels.py a kept kernel's runs). A run that
+fails gives its kernel up (it may be dead or broken); the next run gets a new one.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import time
 import warnings
 from pathlib import Path
 
-import nbformat
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
@@ -86,28 +86,33 @@ class Kernel:
             raise
 
     def reset(self, imports: tuple = (), timeout: float = 120) -> None:
-        """Run `reset_between_runs(imports)` in the kernel; raise if it fails, if the kernel dies (noticed within a
-        second), or if no reply comes within `timeout` seconds (the kernel is then not used). The client
+        """Run `reset_between_runs` in the kernel, then `import_for_run(imports)`; raise if either fails, if the
+        kernel dies (noticed within a second), or if the reset does not answer within `timeout` seconds (a hung
+        kernel: it is then not used; the imports, a cold torch on a loaded machine, have no time limit). The client
         opens only the shell channel and only for this: one left open would be sent every run's output."""
         client = self.manager.blocking_client()
         client.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
         try:
-            msg_id = client.execute(f"__import__('nbstudy.kernels').kernels.reset_between_runs({tuple(imports)!r})",
-                                    silent=True, store_history=False)
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    reply = client.get_shell_msg(timeout=1)
-                except queue.Empty:
-                    if not self.alive():
-                        raise RuntimeError("the kernel died") from None
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"the kernel did not reset within {timeout:g} s") from None
-                    continue
-                if reply["parent_header"].get("msg_id") == msg_id:
-                    break
+            self._call(client, "reset_between_runs()", timeout)
+            if imports:
+                self._call(client, f"import_for_run({tuple(imports)!r})", None)
         finally:
             client.stop_channels()
+
+    def _call(self, client, call: str, timeout: float | None) -> None:
+        msg_id = client.execute(f"__import__('nbstudy.kernels').kernels.{call}", silent=True, store_history=False)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                reply = client.get_shell_msg(timeout=1)
+            except queue.Empty:
+                if not self.alive():
+                    raise RuntimeError("the kernel died") from None
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"the kernel did not reset within {timeout:g} s") from None
+                continue
+            if reply["parent_header"].get("msg_id") == msg_id:
+                break
         if reply["content"]["status"] != "ok":
             raise RuntimeError(f"the kernel could not be reset: {reply['content'].get('evalue', '')}")
 
@@ -130,7 +135,7 @@ class Kernel:
 
 class KernelPool:
     """Kernels kept from run to run: `with pool.kernel(notebook) as kernel:` hands out an idle one (or a new one),
-    reset and holding the notebook's imports; it goes back to the pool if the block ends without an error, else it
+    reset and holding the nbstudy modules the notebook imports; it goes back to the pool if the block ends without an error, else it
     is closed. Kernels start in `cwd` (default: this process's working directory)."""
 
     def __init__(self, cwd: str | None = None):
@@ -141,7 +146,7 @@ class KernelPool:
     def kernel(self, notebook: str | Path | None = None):
         if self.stopping:
             raise RuntimeError("the study is stopping")
-        imports = notebook_imports(Path(notebook)) if notebook is not None else ()
+        imports = nbstudy_imports(Path(notebook)) if notebook is not None else ()
         kernel = self._kept(imports) or self._new(imports)
         try:
             yield kernel
@@ -188,15 +193,18 @@ class KernelPool:
             kernel.close()
 
 
-def notebook_imports(notebook: Path) -> tuple:
-    """The modules a notebook's code imports (`import a.b`, `from a import b`: a, and a.b in case it is a module),
-    in order; read once per version of the file. Cells that are not Python even after IPython's transforms
-    (magics) are skipped: the run itself will say what is wrong with them."""
+def nbstudy_imports(notebook: Path) -> tuple:
+    """The nbstudy modules a notebook's code imports (`import nbstudy.a`, `from nbstudy import b`: nbstudy, and
+    nbstudy.b in case it is a module), in order; read once per version of the file. Only nbstudy's, which import
+    numpy, scipy and torch: a notebook's other imports run in its own cells, after whatever its cells set up first
+    (environment variables such as KERAS_BACKEND, sys.path), as in a new kernel. Cells that are not Python even
+    after IPython's transforms (magics) are skipped: the run itself will say what is wrong with them."""
     return _imports(notebook, notebook.stat().st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=None)
 def _imports(notebook: Path, mtime_ns: int) -> tuple:
+    import nbformat   # here: this module is imported in every kernel, which need not pay for nbformat
     from IPython.core.inputtransformer2 import TransformerManager
 
     names = {}
@@ -211,17 +219,16 @@ def _imports(notebook: Path, mtime_ns: int) -> tuple:
             if isinstance(node, ast.Import):
                 names.update(dict.fromkeys(alias.name for alias in node.names))
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names.update(dict.fromkeys([node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]))
-    return tuple(names)
+                names.update(dict.fromkeys([node.module, *(f"{node.module}.{alias.name}" for alias in node.names
+                                                           if alias.name != "*")]))
+    return tuple(name for name in names if name.split(".")[0] == "nbstudy")
 
 
 _FRESH = None   # (warning filters, __main__'s module attributes) of the kernel before its next run
 
 
-def reset_between_runs(imports: tuple = ()) -> None:
-    """Inside a kernel, before each run: what one run could leave behind that the next would see; then import
-    `imports` (the next notebook's, `notebook_imports`; one that fails is left for the notebook to report), so the
-    warning filters libraries add when first imported stay in the fresh state of every later run.
+def reset_between_runs() -> None:
+    """Inside a kernel, before each run: what one run could leave behind that the next would see.
 
     Not reset: imported modules (the point of reuse), torch's global random state (every run seeds it), and
     what a library warns only once per process (e.g. torch's C++ warnings): that shows in a kernel's first run.
@@ -252,7 +259,14 @@ def reset_between_runs(imports: tuple = ()) -> None:
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_initialized():
         torch.cuda.empty_cache()
+
+
+def import_for_run(imports: tuple) -> None:
+    """Inside a kernel, after `reset_between_runs`: import `imports` (`nbstudy_imports` of the next notebook) and
+    note the warning filters they add as part of the fresh state, which later resets restore. One that fails to
+    import is left for the notebook's cell to report."""
+    global _FRESH
     for name in imports:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception, SystemExit):
             importlib.import_module(name)
-    _FRESH = (list(warnings.filters), dunders)
+    _FRESH = (list(warnings.filters), _FRESH[1])

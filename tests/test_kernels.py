@@ -37,7 +37,7 @@ WARN = "import sys; sys.path.insert(0, {folder!r}); import warner; warner.warn()
 # in every run, as a fresh kernel has them: the warning filters libraries add when first imported, and __main__'s
 # module attributes (multiprocessing's spawn reads __main__.__spec__)
 FRESH = """
-import sys, warnings, numpy, scipy.stats, torch
+import sys, warnings, nbstudy.lnl
 print("filters", len(warnings.filters), "main", all(hasattr(sys.modules["__main__"], name)
                                                     for name in ("__spec__", "__loader__", "__package__", "__doc__")))
 """
@@ -96,33 +96,38 @@ def bare(path, source):
     return str(path)
 
 
-def test_a_kernel_imports_what_its_notebook_imports_and_nothing_more(tmp_path):
-    """A notebook that needs no torch does not pay for importing it; a module that cannot be imported is the
+def test_a_kernel_imports_only_the_nbstudy_modules_its_notebook_imports_before_it_runs(tmp_path):
+    """A notebook that needs no torch does not pay for importing it; a module of its own is imported by its cell,
+    after what the cells before set up, as in a new kernel; an nbstudy module that cannot be imported is the
     notebook's own error, in its cell, not a kernel that fails to reset."""
-    pool = kernels.KernelPool()
+    (tmp_path / "cfg.py").write_text("import os\nMODE = os.environ.get('NBSTUDY_TEST_MODE', 'default')\n")
+    pool = kernels.KernelPool(cwd=str(tmp_path))
     try:
         light, _ = run(pool, "import sys\nprint('torch', 'torch' in sys.modules)", tmp_path, "light", cells=bare)
+        own, _ = run(pool, "import os\nos.environ['NBSTUDY_TEST_MODE'] = 'set'\nimport cfg\nprint('mode', cfg.MODE)",
+                     tmp_path, "own", cells=bare)
         with pytest.raises(papermill.PapermillExecutionError, match="ModuleNotFoundError"):
-            run(pool, "import no_such_module_here", tmp_path, "missing", cells=bare)
+            run(pool, "import nbstudy.no_such_module_here", tmp_path, "missing", cells=bare)
     finally:
         pool.close()
-    assert "torch False" in light
+    assert "torch False" in light and "mode set" in own
 
 
-def test_notebook_imports_reads_every_import_past_magics(tmp_path):
+def test_nbstudy_imports_reads_every_nbstudy_import_past_magics(tmp_path):
     path = tmp_path / "n.ipynb"
-    bare(path, "%matplotlib inline\nimport os.path, numpy as np\nfrom nbstudy.analysis import plots, runs\n"
-               "from . import local\ndef f():\n    import json")
+    bare(path, "%matplotlib inline\nimport os.path, numpy as np, nbstudy.lnl as L\n"
+               "from nbstudy.analysis import plots, runs\nfrom nbstudy import *\nfrom . import local\n"
+               "def f():\n    import nbstudy.widgets")
     (tmp_path / "bad.ipynb").write_text(path.read_text().replace("%matplotlib inline", "this is (not python"))
-    assert kernels.notebook_imports(path) == ("os.path", "numpy", "nbstudy.analysis", "nbstudy.analysis.plots",
-                                              "nbstudy.analysis.runs", "json")
-    assert kernels.notebook_imports(tmp_path / "bad.ipynb") == ()
+    assert kernels.nbstudy_imports(path) == ("nbstudy.lnl", "nbstudy.analysis", "nbstudy.analysis.plots",
+                                             "nbstudy.analysis.runs", "nbstudy", "nbstudy.widgets")
+    assert kernels.nbstudy_imports(tmp_path / "bad.ipynb") == ()
 
 
 LAZY = """
 import ast, importlib, pathlib, sys, warnings
-from nbstudy.kernels import notebook_imports
-for name in notebook_imports(pathlib.Path(sys.argv[1])):
+from nbstudy.kernels import nbstudy_imports
+for name in nbstudy_imports(pathlib.Path(sys.argv[1])):
     try:
         importlib.import_module(name)
     except ImportError:
@@ -147,8 +152,8 @@ print(len(before), len(warnings.filters))
 
 @pytest.mark.parametrize("name", ["01_pretrain", "02_train_noisy", "15_suspects"])
 def test_what_nbstudy_imports_inside_functions_adds_no_warning_filter_after_a_notebooks_imports(name):
-    """The reset keeps the filters libraries add when imported only for what the notebook imports at its top; what
-    nbstudy imports later, inside functions (pandas, sklearn, cleanlab, ...), must add none, or a kept kernel's
+    """The reset keeps the filters libraries add when imported only for the nbstudy modules a notebook imports; what
+    the notebook imports besides, and what nbstudy imports later, inside functions (pandas, sklearn, cleanlab, ...), must add none, or a kept kernel's
     second run would lack them. The two stage notebooks, and the analysis notebook that uses the most of those (each
     analysis notebook imports nbstudy.widgets and nbstudy.analysis; a subprocess each, about 10 CPU-s)."""
     done = subprocess.run([sys.executable, "-c", LAZY, str(ROOT / "notebooks" / f"{name}.ipynb")], cwd=ROOT,
