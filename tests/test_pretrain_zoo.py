@@ -211,6 +211,23 @@ def test_registry_and_options():
             resolve(bad)
 
 
+@pytest.mark.parametrize("name", ["byol", "simsiam"])
+def test_head_lr_factor_puts_projector_and_predictor_at_a_multiple_of_the_base_lr(name, tiny_data):
+    """head_lr_factor 10: the run's optimizer holds the backbone at the base lr and exactly the projector's and
+    predictor's weights at 10x it (BYOL's target in neither); by default one group of every trainable weight."""
+    p = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4}
+    method = build_method({"method": name, "stem": "imagenet",
+                           "method_options": {**SMALL[name], "head_lr_factor": 10.0}}, tiny_data)
+    base, heads = run_module.make_optimizer(p, method.param_groups()).param_groups
+    assert base["lr"] == 0.05 and heads["lr"] == pytest.approx(0.5)
+    assert {id(w) for w in heads["params"]} == {id(w) for m in (method.projector, method.predictor)
+                                                for w in m.parameters()}
+    assert {id(w) for w in base["params"]} == {id(w) for w in method.backbone.parameters()}
+    default = build_method({"method": name, "stem": "imagenet", "method_options": SMALL[name]}, tiny_data)
+    (group,) = run_module.make_optimizer(p, default.param_groups()).param_groups
+    assert group["lr"] == 0.05 and len(group["params"]) == sum(w.requires_grad for w in default.parameters())
+
+
 @pytest.mark.parametrize("name", TWO_VIEW)
 def test_each_method_lowers_its_loss_in_a_few_steps(name, tiny_data, one_torch_thread):
     """8 Adam steps on one fixed pair of views of 16 synthetic images (seed 0): the loss falls at each of the

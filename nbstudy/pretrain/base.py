@@ -6,7 +6,9 @@ A method is an `nn.Module` that owns the backbone and its head; it is built as
 ``make_inputs(x, generator)`` turns a batch of images (float in [0, 1]) into network inputs
 (still in [0, 1], so they can be shown) and targets; ``forward(inputs)`` normalises and runs
 backbone + head; ``loss(outputs, targets)`` returns (loss, pretext accuracy);
-``after_step(step, total_steps)`` runs after each optimizer step (momentum encoders use it). Only
+``after_step(step, total_steps)`` runs after each optimizer step (momentum encoders use it);
+``param_groups()`` gives the optimizer's parameter groups (BYOL and SimSiam can train their heads
+at a multiple of the base learning rate). Only
 the backbone is kept after pretraining.
 """
 
@@ -46,6 +48,12 @@ class PretextMethod(nn.Module):
     def after_step(self, step: int, total_steps: int) -> None:
         """Called after optimizer step `step` (0-based, counted over the whole run) of `total_steps`, e.g. to
         move a momentum encoder (BYOL, MoCo). Default: nothing."""
+
+    def param_groups(self) -> list:
+        """The optimizer's parameter groups: dicts of "params" (trainable weights only, so not momentum
+        targets) and optionally "lr_factor", the group's multiple of the base learning rate. Default: one
+        group of every trainable weight at the base rate."""
+        return [{"params": [w for w in self.parameters() if w.requires_grad]}]
 
     def metadata(self) -> dict:
         """Extra facts to save with the backbone (e.g. the jigsaw permutation set)."""

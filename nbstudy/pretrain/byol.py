@@ -14,6 +14,11 @@ of a small run here (0.996^300 = 0.30 of it is left, 0.99^300 = 0.05), and 0.99 
 solo-learn's CIFAR recipe uses. Heads of the paper's structure (Linear -> BN -> ReLU -> Linear)
 but 1024 wide instead of 4096 (lightly's BYOL example), output 256 as in the paper (options ``hidden_dim``,
 ``out_dim``); lightly's ``BYOLProjectionHead`` / ``BYOLPredictionHead``.
+
+Option ``head_lr_factor`` trains projector and predictor at that multiple of the base learning rate (default 1).
+In a run of a few hundred steps on the synthetic set the predictor otherwise settles on the mean target direction
+(a near-constant output) and the backbone learns nothing useful; at 10x, with SGD and grey views, it learns
+(docs/pretraining.md, "Fourth search").
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from lightly.models.utils import update_momentum
 from lightly.utils.scheduler import cosine_schedule
 
 from nbstudy.params import Param, real, whole
-from nbstudy.pretrain.twoview import VIEW_OPTIONS, TwoViewMethod, momentum_copy, pair_accuracy
+from nbstudy.pretrain.twoview import (HEAD_LR_OPTION, VIEW_OPTIONS, TwoViewMethod, head_lr_groups, momentum_copy,
+                                      pair_accuracy)
 
 
 def byol_loss(q: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -48,13 +54,16 @@ class BYOL(TwoViewMethod):
                                "(paper: 0.996 for ~300k steps; 0.99 suits short runs, as solo-learn's CIFAR recipe)"),
         "hidden_dim": Param(1024, whole(1), "hidden width of projector and predictor (paper: 4096)"),
         "out_dim": Param(256, whole(1), "output width of projector and predictor (paper: 256)"),
+        **HEAD_LR_OPTION,
         **VIEW_OPTIONS,
     }
 
     def __init__(self, backbone, mean, std, resolution: int, base_momentum: float = 0.99, hidden_dim: int = 1024,
-                 out_dim: int = 256, views: str = "auto", view_options: dict | None = None):
+                 out_dim: int = 256, head_lr_factor: float = 1.0, views: str = "auto",
+                 view_options: dict | None = None):
         super().__init__(backbone, mean, std, resolution, views, view_options)
         self.base_momentum = float(base_momentum)
+        self.head_lr_factor = float(head_lr_factor)
         self.projector = BYOLProjectionHead(backbone.feature_dim, hidden_dim, out_dim)
         self.predictor = BYOLPredictionHead(out_dim, hidden_dim, out_dim)
         self.target_backbone = momentum_copy(self.backbone)
@@ -72,6 +81,10 @@ class BYOL(TwoViewMethod):
         """BYOL loss and the pair-finding accuracy (`pair_accuracy`) of the online predictions."""
         q, z = (o.float() for o in outputs)
         return byol_loss(q, z), pair_accuracy(q)
+
+    def param_groups(self):
+        """Backbone at the base lr, projector and predictor at head_lr_factor x it (the target has no gradient)."""
+        return head_lr_groups(self, (self.projector, self.predictor), self.head_lr_factor)
 
     def after_step(self, step, total_steps):
         """Move the target towards the online network by the cosine-scheduled momentum."""

@@ -61,9 +61,17 @@ def build_method(params: dict, data):
 
 
 def make_optimizer(p: dict, parameters):
-    """Fused kernels (CPU and CUDA): on the CPU an unfused Adam step costs ~10x a fused one."""
+    """Fused kernels (CPU and CUDA): on the CPU an unfused Adam step costs ~10x a fused one.
+
+    parameters: tensors, or parameter groups as a method's `param_groups` gives them (dicts with "params" and
+    optionally "lr_factor", the group's multiple of the base lr)."""
     parameters = list(parameters)
-    fused = True if parameters and parameters[0].device.type in ("cpu", "cuda") else None
+    if parameters and isinstance(parameters[0], dict):
+        parameters = [{"params": list(g["params"]), "lr": p["lr"] * g.get("lr_factor", 1.0)} for g in parameters]
+        first = next((w for g in parameters for w in g["params"]), None)
+    else:
+        first = parameters[0] if parameters else None
+    fused = True if first is not None and first.device.type in ("cpu", "cuda") else None
     if p["optimizer"] == "adam":      # L2 through the gradient, as the study's code did
         return torch.optim.Adam(parameters, lr=p["lr"], weight_decay=p["weight_decay"], fused=fused)
     if p["optimizer"] == "adamw":
@@ -145,7 +153,7 @@ def run_pretraining(params: dict | None = None, *, data=None, **kwargs) -> Path:
         raise NbstudyError(f"dataset {data.name!r} has {n} training image(s): pretraining needs at least 2")
     steps = steps_per_epoch(n, p["batch_size"])
     warmup = min(10.0, p["epochs"] / 10) if p["warmup_epochs"] is None else p["warmup_epochs"]
-    optimizer = make_optimizer(p, (w for w in method.parameters() if w.requires_grad))   # not EMA targets
+    optimizer = make_optimizer(p, method.param_groups())   # trainable weights only (not EMA targets)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, round(warmup * steps), p["epochs"] * steps))
 

@@ -9,6 +9,11 @@ first two, BatchNorm without affine after the last), predictor a bottleneck MLP
 d -> d/4 -> BN, ReLU -> d. The paper uses d = 2048 (bottleneck 512); here d = 1024 (bottleneck 256,
 the same 4:1 ratio) for small CPU runs (option ``projector_dim``). The similarity is lightly's
 ``NegativeCosineSimilarity``.
+
+Option ``head_lr_factor`` trains projector and predictor at that multiple of the base learning rate (default 1;
+the paper's predictor keeps a fixed lr instead). In a run of a few hundred steps on the synthetic set the heads'
+outputs otherwise collapse to a few directions within the first epoch and the backbone with them; at 10x, with SGD
+and grey views, it learns (docs/pretraining.md, "Fourth search").
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules.heads import SimSiamPredictionHead, SimSiamProjectionHead
 
 from nbstudy.params import Param, whole
-from nbstudy.pretrain.twoview import VIEW_OPTIONS, TwoViewMethod, pair_accuracy
+from nbstudy.pretrain.twoview import HEAD_LR_OPTION, VIEW_OPTIONS, TwoViewMethod, head_lr_groups, pair_accuracy
 
 
 def simsiam_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -35,12 +40,14 @@ class SimSiam(TwoViewMethod):
     options = {
         "projector_dim": Param(1024, whole(4), "width d of the projector; the predictor is d -> d/4 -> d "
                                "(paper: 2048)"),
+        **HEAD_LR_OPTION,
         **VIEW_OPTIONS,
     }
 
-    def __init__(self, backbone, mean, std, resolution: int, projector_dim: int = 1024, views: str = "auto",
-                 view_options: dict | None = None):
+    def __init__(self, backbone, mean, std, resolution: int, projector_dim: int = 1024, head_lr_factor: float = 1.0,
+                 views: str = "auto", view_options: dict | None = None):
         super().__init__(backbone, mean, std, resolution, views, view_options)
+        self.head_lr_factor = float(head_lr_factor)
         self.projector = SimSiamProjectionHead(backbone.feature_dim, projector_dim, projector_dim)
         self.predictor = SimSiamPredictionHead(projector_dim, projector_dim // 4, projector_dim)
 
@@ -48,6 +55,10 @@ class SimSiam(TwoViewMethod):
         """(2B, 3, H, W) views -> (predictions p, projections z), each (2B, projector_dim)."""
         z = self.projector(self.backbone(self.normalize(inputs)))
         return self.predictor(z), z
+
+    def param_groups(self):
+        """Backbone at the base lr, projector and predictor at head_lr_factor x it."""
+        return head_lr_groups(self, (self.projector, self.predictor), self.head_lr_factor)
 
     def loss(self, outputs, targets=None):
         """SimSiam loss and the pair-finding accuracy (`pair_accuracy`) of the projections."""

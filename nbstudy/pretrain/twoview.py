@@ -14,10 +14,14 @@ import torch
 from lightly.models.utils import deactivate_requires_grad
 
 from nbstudy import augment
+from nbstudy.params import Param, real
 from nbstudy.pretrain.base import PretextMethod
 from nbstudy.pretrain.simclr import SimCLR, contrastive_logits
 
 VIEW_OPTIONS = {name: SimCLR.options[name] for name in ("views", "view_options")}
+HEAD_LR_OPTION = {"head_lr_factor": Param(1.0, real(0, low_open=True), "learning rate of projector and predictor as a "
+                                          "multiple of the base lr (1: the same; the CPU acceptance runs use 10, "
+                                          "with SGD and grey views: docs/pretraining.md)")}
 
 
 class TwoViewMethod(PretextMethod):
@@ -34,6 +38,17 @@ class TwoViewMethod(PretextMethod):
     def __init__(self, backbone, mean, std, resolution: int, views: str = "auto", view_options: dict | None = None):
         super().__init__(backbone, mean, std, resolution)
         self.profile = augment.view_profile(views, resolution, **(view_options or {}))
+
+
+def head_lr_groups(method: torch.nn.Module, heads, factor: float) -> list:
+    """`PretextMethod.param_groups` with the trainable weights of the `heads` modules at `factor` x the base lr
+    and the rest (backbone) at the base lr; one group when factor is 1."""
+    trainable = [w for w in method.parameters() if w.requires_grad]
+    if factor == 1:
+        return [{"params": trainable}]
+    head = {id(w) for m in heads for w in m.parameters() if w.requires_grad}
+    return [{"params": [w for w in trainable if id(w) not in head]},
+            {"params": [w for w in trainable if id(w) in head], "lr_factor": float(factor)}]
 
 
 def pair_accuracy(z: torch.Tensor) -> torch.Tensor:
