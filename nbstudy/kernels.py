@@ -135,8 +135,8 @@ class Kernel:
 
 class KernelPool:
     """Kernels kept from run to run: `with pool.kernel(notebook) as kernel:` hands out an idle one (or a new one),
-    reset and holding the nbstudy modules the notebook imports; it goes back to the pool if the block ends without an error, else it
-    is closed. Kernels start in `cwd` (default: this process's working directory)."""
+    reset and holding the nbstudy modules the notebook imports; it goes back to the pool if the block ends without
+    an error, else it is closed. Kernels start in `cwd` (default: this process's working directory)."""
 
     def __init__(self, cwd: str | None = None):
         self._idle, self._lock, self._cwd = [], threading.Lock(), cwd

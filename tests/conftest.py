@@ -68,3 +68,20 @@ SLOW_FIRST = ("test_lnl_train.py", "test_pretrain_learns.py", "test_pretrain_zoo
 def pytest_collection_modifyitems(items):
     rank = {name: i for i, name in enumerate(SLOW_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FIRST)))   # stable: order within a file kept
+
+
+def interrupt_pretraining(monkeypatch, epoch: int):
+    """Make pretraining's train_epoch raise KeyboardInterrupt when epoch `epoch` (1-based) starts, as a killed run;
+    returns the real train_epoch, to put back before resuming."""
+    from nbstudy.pretrain import run as run_module
+
+    real_epoch, calls = run_module.train_epoch, []
+
+    def dies(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == epoch:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "train_epoch", dies)
+    return real_epoch

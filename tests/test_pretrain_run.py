@@ -11,6 +11,7 @@ from nbstudy.errors import NbstudyError
 from nbstudy.models import build_backbone
 from nbstudy.pretrain import resolve, run_pretraining
 from nbstudy.pretrain import run as run_module
+from conftest import interrupt_pretraining
 
 TINY = {"dataset_options": {"per_class": 5, "test_per_class": 3}, "resolution": 16, "stem": "imagenet",
         "method": "jigmag", "batch_size": 8, "epochs": 2, "device": "cpu", "progress": False}
@@ -62,15 +63,7 @@ def test_checkpoint_round_trip_and_metrics(tmp_path, tiny_data):
 
 def test_killed_run_resumes_and_matches_an_uninterrupted_one(tmp_path, tiny_data, monkeypatch):
     straight = run_pretraining(TINY, data=tiny_data, method="rotation", output_dir=str(tmp_path / "a"))
-    real_epoch, calls = run_module.train_epoch, []
-
-    def dies_in_epoch_2(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(run_module, "train_epoch", dies_in_epoch_2)
+    real_epoch = interrupt_pretraining(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         run_pretraining(TINY, data=tiny_data, method="rotation", output_dir=str(tmp_path / "b"))
     state = torch.load(tmp_path / "b" / "pretrain_state.pt", weights_only=False)
@@ -86,15 +79,7 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_one(tmp_path, tiny_data
 @pytest.mark.parametrize("every, saved", [(2, 2), (0, None)])
 def test_checkpoint_every_n_epochs(tmp_path, tiny_data, monkeypatch, every, saved):
     """A run killed in epoch 4 left the state of the last epoch that is a multiple of checkpoint_every (none for 0)."""
-    real_epoch, calls = run_module.train_epoch, []
-
-    def dies_in_epoch_4(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 4:
-            raise KeyboardInterrupt
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(run_module, "train_epoch", dies_in_epoch_4)
+    interrupt_pretraining(monkeypatch, 4)
     with pytest.raises(KeyboardInterrupt):
         run_pretraining(TINY, data=tiny_data, method="rotation", epochs=4, checkpoint_every=every,
                         output_dir=str(tmp_path))

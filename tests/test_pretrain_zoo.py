@@ -19,6 +19,7 @@ from nbstudy.pretrain.byol import byol_loss, target_momentum
 from nbstudy.pretrain.moco import MoCo, enqueue, in_batch_logits, info_nce, moco_logits
 from nbstudy.pretrain.simsiam import simsiam_loss
 from nbstudy.pretrain.vicreg import vicreg_loss
+from conftest import interrupt_pretraining
 
 TWO_VIEW = ("barlow_twins", "byol", "moco", "simsiam", "vicreg")
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
@@ -265,15 +266,7 @@ def test_killed_run_resumes_bit_for_bit(name, tmp_path, tiny_data, monkeypatch, 
     options = {**SMALL[name], "queue_size": 12} if name == "moco" else SMALL[name]
     params = {**TINY, "method": name, "method_options": options, "epochs": 2, "batch_size": 10}
     straight = run_pretraining(params, data=tiny_data, output_dir=str(tmp_path / "a"))
-    real_epoch, calls = run_module.train_epoch, []
-
-    def dies_in_epoch_2(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(run_module, "train_epoch", dies_in_epoch_2)
+    real_epoch = interrupt_pretraining(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         run_pretraining(params, data=tiny_data, output_dir=str(tmp_path / "b"))
     state = torch.load(tmp_path / "b" / "pretrain_state.pt", weights_only=False)

@@ -43,9 +43,9 @@ class TwoViewMethod(PretextMethod):
 def head_lr_groups(method: torch.nn.Module, heads, factor: float) -> list:
     """`PretextMethod.param_groups` with the trainable weights of the `heads` modules at `factor` x the base lr
     and the rest (backbone) at the base lr; one group when factor is 1."""
-    trainable = [w for w in method.parameters() if w.requires_grad]
     if factor == 1:
-        return [{"params": trainable}]
+        return PretextMethod.param_groups(method)
+    trainable = [w for w in method.parameters() if w.requires_grad]
     head = {id(w) for m in heads for w in m.parameters() if w.requires_grad}
     return [{"params": [w for w in trainable if id(w) not in head]},
             {"params": [w for w in trainable if id(w) in head], "lr_factor": float(factor)}]
