@@ -17,6 +17,11 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 
 def main(argv=None) -> int:
+    # papermill imports jsonschema (through nbformat), which builds ~40 lark parsers for its IRI format checker
+    # when rfc3987_syntax is installed (jupyter_server's dependencies install it): 1.3 s of every command, of a
+    # rerun's 9-10 s. nbformat never checks formats, and this process runs only nbstudy's code
+    # (python-jsonschema/jsonschema#1428). Only the `nbstudy` command does this, never an imported nbstudy.
+    sys.modules.setdefault("rfc3987_syntax", None)
     args = _parser().parse_args(argv)
     try:
         return args.command(args)

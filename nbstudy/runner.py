@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from nbstudy import study as studies
 from nbstudy.errors import NbstudyError
 from nbstudy.execute import check_parameters, execute, is_finished, one_line, warn
+from nbstudy.pretrain.records import probe_warning
 
 
 def plan(study: dict, out, notebooks) -> tuple[Path, list, dict]:
@@ -93,9 +94,7 @@ def run_study(study_dir: Path, runs: list, analysis: dict, executor: Executor) -
 
 def pretraining_warnings(runs: list, outcome: dict) -> list[str]:
     """For the summary: one line per finished pretraining run whose k-NN probe ended below random init's
-    (`nbstudy.analysis.stats.probe_warning`), read from its pretrain_metrics.json."""
-    from nbstudy.analysis.stats import probe_warning   # pandas and scipy, only once the runs are done
-
+    (`nbstudy.pretrain.records.probe_warning`), read from its pretrain_metrics.json."""
     lines = []
     for run in runs:
         path = run.folder / "pretrain_metrics.json"

@@ -43,6 +43,7 @@ from nbstudy.params import Check, is_real, named
 from nbstudy.pretrain.params import PARAMS as PRETRAIN_PARAMS
 from nbstudy.pretrain.params import RUN_ONLY as PRETRAIN_RUN_ONLY
 from nbstudy.pretrain.params import resolve as resolve_pretrain
+from nbstudy.pretrain.records import init_probes
 from nbstudy.pretrain.registry import METHODS as PRETRAIN_METHODS
 
 REQUIRED = object()
@@ -424,7 +425,6 @@ def write_results(study_dir, runs: list[Run], statuses: dict) -> Path:
     """Write <study_dir>/results.csv atomically: one row per training run, its grid and its final metrics, and
     the k-NN probe of its init's pretraining beside the same network's at random init (`init_probe_acc`,
     `random_probe_acc`; empty for random init)."""
-    from nbstudy.analysis.runs import init_probes
     rows = []
     for run in runs:
         if run.stage != "train":

@@ -86,6 +86,15 @@ def test_study_runs_pretraining_then_training_then_analysis_and_skips_what_is_fi
     assert cli(study_file(tmp_path)) == 0
     assert executions() == ran and (study_dir / "results.csv").read_text() == before
     assert time.time() - start < 5
+    # and so in a process of its own, as `nbstudy study` runs: it skips without importing the analysis modules
+    # (about 1 s) or jsonschema's IRI grammar (1.3 s; nbstudy.cli.main)
+    code = ("import sys; from nbstudy.cli import main; status = main(sys.argv[1:]); print(*sorted(m for m in "
+            "('nbstudy.analysis.runs', 'nbstudy.analysis.stats', 'rfc3987_syntax') if sys.modules.get(m))); "
+            "sys.exit(status)")
+    again = subprocess.run([sys.executable, "-c", code, "study", str(study_file(tmp_path)), "--out", str(tmp_path / "out"),
+                            "--notebooks", str(tmp_path / "nb")], capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and again.stdout.splitlines()[-1] == "", (again.stdout, again.stderr)
+    assert executions() == ran and (study_dir / "results.csv").read_text() == before
 
     # a grid that grows runs only the new runs, and the analysis again (the table changed)
     assert cli(study_file(tmp_path, noise_rates=[0.2, 0.6, 0.8])) == 0

@@ -30,6 +30,7 @@ from nbstudy import noise
 from nbstudy.errors import NbstudyError
 from nbstudy.lnl.records import METRICS_FILE, load_records, selection_metrics
 from nbstudy.models import first_layer
+from nbstudy.pretrain.records import init_probes
 
 GRID = ("init", "method", "noise_kind", "noise_rate", "seed", "backbone")
 
@@ -120,23 +121,6 @@ def init_name(metrics: dict) -> str:
         return "random"
     method = metrics.get("init", {}).get("method")
     return method or re.sub(r"-[0-9a-f]{8}$", "", Path(init).parent.name)
-
-
-def init_probes(metrics: dict) -> dict:
-    """{"init_probe_acc", "random_probe_acc"}: the k-NN probe accuracy (fraction) of the run's init backbone at
-    the end of its pretraining and of the same network at random init, on the same features and k; None for
-    random init and for checkpoints that did not record them.
-
-    Read from metrics.json's ``init`` (the checkpoint's metadata), else from the pretraining run's
-    pretrain_metrics.json beside its backbone.pt.
-    """
-    if metrics["params"]["init"] == "random":
-        return {"init_probe_acc": None, "random_probe_acc": None}
-    meta = metrics.get("init", {})
-    if "probe_acc" not in meta:
-        beside = Path(metrics["params"]["init"]).parent / "pretrain_metrics.json"
-        meta = json.loads(beside.read_text()) if beside.is_file() else {}
-    return {"init_probe_acc": meta.get("probe_acc"), "random_probe_acc": meta.get("random_init_probe_acc")}
 
 
 def pretraining_probes(study: Study, backbone=None) -> pd.DataFrame:

@@ -32,13 +32,12 @@ from scipy import stats as sps
 
 from nbstudy.analysis import runs as R
 from nbstudy.lnl.records import RECORDS_FILE
+from nbstudy.pretrain.records import probe_warning
 
 PAPER_METRICS = {"BEST": "best_acc", "LAST": "last_acc"}
 LEVEL = 0.95
 COLUMNS = ["backbone", "noise_kind", "noise_rate", "method", "init", "metric", "diff", "low", "high", "n_seeds", "n_test",
            "basis", "ssl", "random", "actual_noise", "pretraining_helped"]
-ADVICE = ("more pretraining epochs, more images, the small stem (stem: small) or another temperature (SimCLR) "
-          "usually help")
 
 
 def seed_interval(diffs, level: float = LEVEL) -> tuple[float, float, float]:
@@ -155,14 +154,6 @@ def verdict(row) -> str:
     if row["high"] < 0:
         return "worse"
     return "unclear"
-
-
-def probe_warning(init: str, probe_acc: float, random_probe_acc: float) -> str | None:
-    """One line when a pretraining run's k-NN probe ended below random init's on the same features, else None."""
-    if not probe_acc < random_probe_acc:   # NaN (not recorded) compares False: no warning
-        return None
-    return (f"{init} pretraining ended below random init on its k-NN probe ({probe_acc:.1%} vs "
-            f"{random_probe_acc:.1%}): its features are worse than random ones; {ADVICE}")
 
 
 def probe_warnings(study: R.Study) -> list[str]:
