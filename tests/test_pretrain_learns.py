@@ -2,7 +2,7 @@
 
 Each method's pretext loss falls and the k-NN probe on the clean test labels beats the same
 backbone at random init (seed 0, measured on this 2-core CPU with one thread): SimCLR 0.575 (8
-epochs of batch 32, colour randomised in its views) and rotation 0.52 against 0.43 at 32 px; Jigmag
+epochs of batch 32, colour randomised in its views) and rotation (4 epochs) 0.55 against 0.43 at 32 px; Jigmag
 0.43 against 0.35 and jigsaw (4 epochs) 0.455 against 0.34 at 64 px. 32 px with the ImageNet stem is the
 cheapest setting on a CPU (16x fewer operations than the small stem). One torch thread: with two,
 the floating-point sums change and at this tiny scale so does the probe, so the test pins one to be
@@ -51,7 +51,7 @@ def _metrics(folder):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method, epochs, batch, side, perspective, options", [
-    ("simclr", 8, 32, 32, 0, {"view_options": COLOUR}), ("rotation", 6, 64, 32, 0, {}), ("jigmag", 6, 64, 64, 0, {}),
+    ("simclr", 8, 32, 32, 0, {"view_options": COLOUR}), ("rotation", 4, 64, 32, 0, {}), ("jigmag", 6, 64, 64, 0, {}),
     ("jigsaw", 4, 64, 64, 1.0, {"permutations": 10})])
 def test_pretext_loss_falls_and_probe_beats_random_init(tmp_path, method, epochs, batch, side, perspective, options):
     data = load_dataset("synthetic", resolution=side, perspective=perspective)
