@@ -7,7 +7,8 @@
 - ``params.yaml``: the parameters the run ran with.
 
 `probe_warning` and `init_probes` read the probe accuracies back for the study runner's summary and results table
-and for the analysis; they live here, free of pandas and scipy, so the runner does not import those to skip a run.
+and for the analysis; they live here, not in nbstudy.analysis, so the runner need not import the analysis modules
+(about a second) to skip a run.
 """
 
 from __future__ import annotations
