@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from nbstudy import study as studies
 from nbstudy.errors import NbstudyError
 from nbstudy.execute import check_parameters, execute, is_finished, one_line, warn
-from nbstudy.pretrain.records import probe_warning
+from nbstudy.pretrain.records import METRICS_FILE, probe_warning
 
 
 def plan(study: dict, out, notebooks) -> tuple[Path, list, dict]:
@@ -97,7 +97,7 @@ def pretraining_warnings(runs: list, outcome: dict) -> list[str]:
     (`nbstudy.pretrain.records.probe_warning`), read from its pretrain_metrics.json."""
     lines = []
     for run in runs:
-        path = run.folder / "pretrain_metrics.json"
+        path = run.folder / METRICS_FILE
         if run.stage != "pretrain" or outcome.get(run.name) != "finished" or not path.is_file():
             continue
         m = json.loads(path.read_text())
