@@ -32,7 +32,7 @@ with weight decay 5e-4 and no warm-up, and projector and predictor at 10x the ba
 - BYOL: SGD at 0.05, 15 epochs (285 steps), default heads and tau_0: 0.5375 against 0.4275 at seed 0, 0.5275
   against 0.4275 and 0.560 against 0.365 at seeds 1 and 2; about 90 CPU-s.
 - SimSiam: SGD at 0.03, 16 epochs, projector 512: 0.500 against 0.4275 at seed 0, 0.525 against 0.4275 and 0.595
-  against 0.365 at seeds 1 and 2; about 90 CPU-s.
+  against 0.365 at seeds 1 and 2; about 70 CPU-s.
 
 Those are the AMD machine's numbers (2026-12-03). The settings were chosen on an Intel machine with 10 (BYOL) and
 8 (SimSiam) epochs; on the AMD machine those passed at one and two seeds of three, BYOL failing at seed 0, because
