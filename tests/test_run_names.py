@@ -2,7 +2,8 @@
 existing study redo that run. tests/data/run_names.json holds the names the study runner gave the shipped demo
 and paper grids before the backbone and class_weights parameters existed (commit f467423); a parameter added
 since, at its default, must leave them as they were (`nbstudy.params.LATER`). A deliberate change to a study file
-renames the runs it changes, and only those: the demo's SimCLR recipe (2026-12-02) renamed its 7 SimCLR runs."""
+renames the runs it changes, and only those: the demo's SimCLR recipe (2026-12-02) renamed its 7 SimCLR runs, CE's
+24 epochs (2026-12-03) its 6 CE runs."""
 
 import json
 from pathlib import Path
