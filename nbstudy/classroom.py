@@ -74,7 +74,8 @@ METHOD_OPTIONS = {
     "dividemix": {"optimizer": "adam", "warmup_epochs": 2, "lambda_u": 0},
 }
 # Live pretraining (init = a pretraining method): short, about 40 s for rotation on a 2-core CPU;
-# SimCLR needs ~30 epochs on this data to beat random init (parameters/demo.yaml), rotation 6.
+# SimCLR with its default views needs ~30 epochs on this data to beat random init (12 with its colour
+# randomised, as parameters/demo.yaml runs it: docs/pretraining.md), rotation 6.
 PRETRAIN = {"epochs": 6, "batch_size": 64}
 PRETRAIN_OPTIONS = {"simclr": {"temperature": 0.5}}
 OUTPUT_DIR = "outputs/classroom"
