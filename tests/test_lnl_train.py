@@ -2,13 +2,13 @@
 
 600 training images of 4 classes (0.6 x 3/4 = 45% wrong labels), 1000 clean test images, 14
 epochs, one torch thread (results repeat exactly). Measured on this 2-core CPU (the accuracies alike on
-Intel and AMD): CE BEST 0.546, LAST 0.526 (it learns, then fits the wrong labels); Co-teaching 0.585 and DivideMix 0.567
-LAST; their selections are cleaner than the data. Their suspects lists (k = 54, 10% of the training
-samples) hold 87.0% (CE), 88.9% (Co-teaching), 83.3% (DivideMix) wrong labels against 43.2% in the data,
-ROC-AUC 0.79 / 0.81 / 0.82 (AMD, 2026-12-03). About 6.5 minutes on one core (CE 48 s, Co-teaching 101 s,
-DivideMix 236 s). Other seeds pass too (AMD): LAST over CE's LAST + 0.02 by +0.257 / +0.110 (seed 1) and
-+0.025 / +0.026 (seed 2) against +0.039 / +0.021 at seed 0; thinner still: CE's BEST over 0.45 by 0.017 (seed 1), its LAST below BEST
-by 0.018-0.022.
+Intel and AMD): CE BEST 0.546, LAST 0.526 (it learns, then fits the wrong labels); Co-teaching 0.585 and
+DivideMix 0.567 LAST; their selections are cleaner than the data. Their suspects lists (k = 54, 10% of the
+training samples) hold 87.0% (CE), 88.9% (Co-teaching), 83.3% (DivideMix) wrong labels against 43.2% in the
+data, ROC-AUC 0.79 / 0.81 / 0.82 (AMD, 2026-12-03). About 6.5 minutes on one core (CE 48 s, Co-teaching
+101 s, DivideMix 236 s). Other seeds pass too (AMD): LAST over CE's LAST + 0.02 by +0.257 / +0.110 (seed 1)
+and +0.025 / +0.026 (seed 2) against +0.039 / +0.021 at seed 0; thinner still: CE's BEST over 0.45 by 0.017
+(seed 1), its LAST below BEST by 0.018-0.022.
 """
 
 import numpy as np
