@@ -4,14 +4,16 @@
     python benchmarks/cpu_step.py --batch 64 --stem small
 
 The step is CE's (backbone + linear layer, cross-entropy, fused Adam) on random images, timed as the median of
---steps steps after five warm-up steps (fewer if --steps is), under three settings: as nbstudy trains (fp32, contiguous), channels_last,
-and bf16 autocast; and once with oneDNN turned off (PyTorch's own convolutions). Then every convolution shape in
-the network is timed alone, forward (F.conv2d) and backward (aten.convolution_backward with the gradients
-training asks for: the input's except at the first layer, and the weight's), with its arithmetic rate. Prints
-Markdown tables (docs/benchmarks.md, "Where a CPU training step goes").
+--steps steps after up to five warm-up steps, each setting on its own copy of the same random-init network: as
+nbstudy trains (fp32, contiguous), channels_last, bf16 autocast, and fp32 with oneDNN turned off (PyTorch's own
+convolutions). Then every convolution shape in the network is timed alone, forward (F.conv2d) and backward
+(aten.convolution_backward with the gradients training asks for: the input's except at the first layer, and
+the weight's), with its arithmetic rate (every tap counted, padding included). Prints Markdown tables
+(docs/benchmarks.md, "Where a CPU training step goes").
 """
 
 import argparse
+import copy
 import statistics
 import time
 import warnings
@@ -25,14 +27,15 @@ from nbstudy.models import build_backbone, use_small_stem
 
 
 def step_times(net, batch, resolution, steps, channels_last=False, bf16=False) -> tuple[float, float, float]:
-    """Median (forward, backward, optimiser) milliseconds of a CE training step on a fresh copy of `net`."""
-    model = nn.Sequential(net, nn.Linear(net.feature_dim, 4))
+    """Median (forward, backward, optimiser) milliseconds of a CE training step on a copy of `net` (left as it is)."""
+    model = nn.Sequential(copy.deepcopy(net), nn.Linear(net.feature_dim, 4))   # channels_last converts in place
     x, y = torch.randn(batch, 3, resolution, resolution), torch.randint(0, 4, (batch,))
     if channels_last:
         model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), 1e-3, fused=True)
     times = []
-    for i in range(min(5, steps) + steps):
+    warmup = min(5, steps)
+    for i in range(warmup + steps):
         t0 = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             loss = F.cross_entropy(model(x), y)
@@ -41,25 +44,25 @@ def step_times(net, batch, resolution, steps, channels_last=False, bf16=False) -
         t2 = time.perf_counter()
         opt.step()
         opt.zero_grad()
-        if i >= min(5, steps):
+        if i >= warmup:
             times.append((t1 - t0, t2 - t1, time.perf_counter() - t2))
     return tuple(1000 * statistics.median(part) for part in zip(*times))
 
 
 def conv_shapes(net, batch, resolution) -> Counter:
-    """{(input shape, weight shape, stride, padding): how many convolutions of the network have it}."""
-    shapes, hooks = Counter(), []
+    """{(input shape, weight shape, stride, padding): how many of the network's convolutions have it}, from one
+    forward pass of a (batch, 3, resolution, resolution) input."""
+    shapes, net = Counter(), copy.deepcopy(net)   # a copy: the pass would move BatchNorm's statistics
     for conv in (m for m in net.modules() if isinstance(m, nn.Conv2d)):
-        hooks.append(conv.register_forward_hook(lambda m, inp, out: shapes.update(
-            [(tuple(inp[0].shape), tuple(m.weight.shape), m.stride, m.padding)])))
+        conv.register_forward_hook(lambda m, inp, out: shapes.update(
+            [(tuple(inp[0].shape), tuple(m.weight.shape), m.stride, m.padding)]))
     with torch.no_grad():
         net(torch.randn(batch, 3, resolution, resolution))
-    for hook in hooks:
-        hook.remove()
     return shapes
 
 
 def timed(fn, repeats: int) -> float:
+    """Mean milliseconds of `repeats` calls of fn() after up to three warm-up calls."""
     for _ in range(min(3, repeats)):
         fn()
     start = time.perf_counter()
@@ -81,6 +84,27 @@ def conv_times(shape, repeats: int) -> tuple[float, float, float]:
     return fwd, bwd, 2 * y.numel() * w[0].numel() / 1e9
 
 
+SETTINGS = {"fp32 (as trained)": {}, "channels_last": {"channels_last": True}, "bf16 autocast": {"bf16": True},
+            "oneDNN off": {"mkldnn": False}}
+
+
+def step_rows(net, batch, resolution, steps) -> dict:
+    """{setting name: step_times under that setting} for each of SETTINGS."""
+    rows = {}
+    for name, options in SETTINGS.items():
+        options = dict(options)
+        with warnings.catch_warnings():   # flags() also sets oneDNN's TF32 mode, which warns on a CPU build
+            warnings.simplefilter("ignore", UserWarning)
+            with torch.backends.mkldnn.flags(enabled=options.pop("mkldnn", True)):
+                rows[name] = step_times(net, batch, resolution, steps, **options)
+    return rows
+
+
+def conv_rows(net, batch, resolution, repeats) -> list:
+    """[(shape, count, forward ms, backward ms, forward GFLOP)] for each convolution shape of `net`."""
+    return [(shape, count, *conv_times(shape, repeats)) for shape, count in conv_shapes(net, batch, resolution).items()]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", default="resnet18")
@@ -97,21 +121,15 @@ def main():
     print(f"{args.arch}, {args.resolution} px, {args.stem} stem, batch {args.batch}, {args.threads} thread(s), "
           f"torch {torch.__version__}\n")
     print("| setting | forward ms | backward ms | optimiser ms | step ms | ms per image |\n|---|---|---|---|---|---|")
-    settings = [("fp32 (as trained)", {}), ("channels_last", {"channels_last": True}), ("bf16 autocast", {"bf16": True}),
-                ("oneDNN off", {"mkldnn": False})]
-    for name, options in settings:
-        with warnings.catch_warnings():   # flags() also sets oneDNN's TF32 mode, which warns on a CPU build
-            warnings.simplefilter("ignore", UserWarning)
-            with torch.backends.mkldnn.flags(enabled=options.pop("mkldnn", True)):
-                parts = step_times(net, args.batch, args.resolution, args.steps, **options)
-        print(f"| {name} | " + " | ".join(f"{p:.1f}" for p in parts) + f" | {sum(parts):.1f} | {sum(parts) / args.batch:.2f} |")
+    for name, parts in step_rows(net, args.batch, args.resolution, args.steps).items():
+        print(f"| {name} | " + " | ".join(f"{p:.1f}" for p in parts)
+              + f" | {sum(parts):.1f} | {sum(parts) / args.batch:.2f} |")
     if args.arch == "vit_tiny":
         return
     print("\n| convolution (in -> out, k, stride, input side) | count | forward ms | backward ms | forward GFLOP/s "
           "| backward GFLOP/s |\n|---|---|---|---|---|---|")
     total = [0.0, 0.0]
-    for shape, count in conv_shapes(net, args.batch, args.resolution).items():
-        fwd, bwd, gflop = conv_times(shape, args.repeats)
+    for shape, count, fwd, bwd, gflop in conv_rows(net, args.batch, args.resolution, args.repeats):
         total[0], total[1] = total[0] + count * fwd, total[1] + count * bwd
         (_, cin, side, _), (cout, _, k, _), stride, _ = shape
         backward_gflop = gflop * (2 if cin != 3 else 1)

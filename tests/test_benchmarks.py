@@ -20,13 +20,25 @@ def test_benchmark_imports_only_training_modules(script):
     assert "usage:" in out and "LOADED []" in out, out
 
 
-def test_cpu_step_times_the_step_and_each_convolution_of_the_network(capsys, monkeypatch, one_torch_thread):
+
+def test_cpu_step_times_each_setting_on_its_own_copy_and_each_of_resnet18s_convolutions(one_torch_thread):
     import runpy
 
-    monkeypatch.setattr(sys, "argv", ["cpu_step.py", "--batch", "2", "--steps", "1", "--repeats", "1"])
-    runpy.run_path(str(ROOT / "benchmarks" / "cpu_step.py"), run_name="__main__")
-    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
-    assert [r[0][2:] for r in rows[1:5]] == ["fp32 (as trained)", "channels_last", "bf16 autocast", "oneDNN off"]
-    convs = [r for r in rows if "->" in r[0] and "in -> out" not in r[0]]
-    assert sum(int(r[1]) for r in convs) == 20   # ResNet18: stem, 16 in the blocks, 3 downsampling shortcuts
-    assert len(convs) == 11 and all(float(v) > 0 for r in convs for v in r[2:4])
+    import torch
+
+    from nbstudy.models import build_backbone
+
+    bench = runpy.run_path(str(ROOT / "benchmarks" / "cpu_step.py"))
+    with torch.random.fork_rng():
+        net = build_backbone(small_stem=False)
+        before = {k: v.clone() for k, v in net.state_dict().items()}
+        steps = bench["step_rows"](net, batch=2, resolution=32, steps=1)
+        convs = bench["conv_rows"](net, batch=2, resolution=32, repeats=1)
+    assert list(steps) == ["fp32 (as trained)", "channels_last", "bf16 autocast", "oneDNN off"]
+    assert all(len(parts) == 3 and min(parts) > 0 for parts in steps.values())
+    # no setting trains or reformats the network the next one starts from
+    assert all(torch.equal(v, before[k]) and v.is_contiguous() for k, v in net.state_dict().items())
+    assert sum(count for _, count, *_ in convs) == 20   # ResNet18: stem, 16 in the blocks, 3 downsampling shortcuts
+    assert len(convs) == 11 and all(fwd > 0 and bwd > 0 and gflop > 0 for *_, fwd, bwd, gflop in convs)
+    stem = [c for c in convs if c[0][1] == (64, 3, 7, 7)]
+    assert stem[0][4] == 2 * 2 * 64 * 16 * 16 * 3 * 7 * 7 / 1e9   # 2 batch x 64 maps of 16 x 16, 147 taps each

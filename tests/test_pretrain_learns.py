@@ -1,18 +1,17 @@
 """Acceptance: at small scale on the CPU, pretraining learns.
 
-Each method's pretext loss falls and the k-NN probe on the clean test labels beats the same backbone at random
-init (seed 0, measured on this 2-core AMD CPU with one thread): SimCLR 0.68 (16 epochs of batch 32, colour
-randomised in its views) and rotation (4 epochs) 0.52 against 0.43 at 32 px; Jigmag 0.43 against 0.35 and jigsaw
-(4 epochs) 0.425 against 0.34 at 64 px (rotation 0.55 and jigsaw 0.455 on the Intel machine). 32 px with the
-ImageNet stem is the cheapest setting on a CPU (16x fewer operations than the small stem). One torch thread: with two, the floating-point sums
-change and at this tiny scale so does the probe, so the test pins one to be repeatable. The gain also depends
-on the seed, and a change of CPU acts like a change of seed: 8 epochs of SimCLR passed at seed 0 on the Intel
-machine and stayed at chance on the AMD one, so it runs 16, which pass at seeds 0-3 there
-(docs/pretraining.md, "On another CPU"); jigsaw ends below random init at seed 1 on both machines. With its
-default small-image views, where each synthetic image's two random colours let two views be matched by colour
-alone (docs/pretraining.md, "Colour is a shortcut"), it needs 30 epochs of batch 64 (three times the CPU time)
-to beat random init at seeds 0-2 (0.68, 0.50, 0.65 against 0.43, 0.43, 0.37); docs/pretraining.md has both
-tables.
+Each method's pretext loss falls and the k-NN probe on the clean test labels beats the same backbone at random init
+(seed 0, measured on this 2-core AMD CPU with one thread): SimCLR 0.68 (16 epochs of batch 32, colour randomised in
+its views) and rotation (4 epochs) 0.52 against 0.43 at 32 px; Jigmag 0.43 against 0.35 and jigsaw (4 epochs) 0.425
+against 0.34 at 64 px (rotation 0.55 and jigsaw 0.455 on the Intel machine). 32 px with the ImageNet stem is the
+cheapest setting on a CPU (16x fewer operations than the small stem). One torch thread: with two, the floating-
+point sums change and at this tiny scale so does the probe, so the test pins one to be repeatable. The gain also
+depends on the seed, and a change of CPU acts like a change of seed: 8 epochs of SimCLR passed at seed 0 on the
+Intel machine and stayed at chance on the AMD one, so it runs 16, which pass at seeds 0-3 there
+(docs/pretraining.md, "On another CPU"); jigsaw ends below random init at seed 1 on both machines. With its default
+small-image views, where each synthetic image's two random colours let two views be matched by colour alone
+(docs/pretraining.md, "Colour is a shortcut"), it needs 30 epochs of batch 64 (three times the CPU time) to beat
+random init at seeds 0-2 (0.68, 0.50, 0.65 against 0.43, 0.43, 0.37); docs/pretraining.md has both tables.
 
 Jigmag learns its task at 32 px (pretext accuracy 0.92 in 8 epochs) but its 16-px quadrants
 teach nothing the 32-px probe can use (0.41 against 0.43); at 64 px (32-px quadrants) it helps.
@@ -33,7 +32,7 @@ from nbstudy.data import Dataset, load_dataset
 from nbstudy.pretrain import run_pretraining
 
 SMALL = {"dataset": "synthetic", "resolution": 32, "stem": "imagenet", "batch_size": 64, "device": "cpu",
-         "progress": False, "checkpoint_every": 0}   # saving is tested in test_pretrain_run; it costs 0.15-0.5 s an epoch
+         "progress": False, "checkpoint_every": 0}   # saving, tested in test_pretrain_run, costs 0.15-0.5 s an epoch
 COLOUR = {"jitter": [0.8, 0.8, 0.8, 0.5], "gray_p": 0.5}   # full colour jitter: colour is no cue here
 
 

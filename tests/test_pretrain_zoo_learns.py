@@ -50,8 +50,9 @@ import pytest
 from nbstudy.data import load_dataset
 from nbstudy.pretrain import run_pretraining
 
+# No resumable state saved (0.15-0.5 s an epoch); saving: test_pretrain_zoo (BYOL, MoCo) and test_pretrain_run
 SETTING = {"dataset": "synthetic", "resolution": 32, "stem": "imagenet", "batch_size": 32, "epochs": 8, "seed": 0,
-           "device": "cpu", "progress": False, "checkpoint_every": 0}   # saving is tested in test_pretrain_zoo
+           "device": "cpu", "progress": False, "checkpoint_every": 0}
 COLOUR = {"jitter": [0.8, 0.8, 0.8, 0.5], "gray_p": 0.5}   # full colour jitter: colour is no cue here
 # BYOL and SimSiam: grey views (no colour at all), milder crops and jitter, blur half the time (module docstring)
 GREY = {"jitter": [0.4, 0.4, 0.4, 0.0], "gray_p": 1.0, "crop_scale": [0.5, 1.0], "blur_p": 0.5}
