@@ -20,7 +20,6 @@ def test_benchmark_imports_only_training_modules(script):
     assert "usage:" in out and "LOADED []" in out, out
 
 
-
 def test_cpu_step_times_each_setting_on_its_own_copy_and_each_of_resnet18s_convolutions(one_torch_thread):
     import runpy
 
