@@ -71,17 +71,19 @@ def timed(fn, repeats: int) -> float:
     return 1000 * (time.perf_counter() - start) / repeats
 
 
-def conv_times(shape, repeats: int) -> tuple[float, float, float]:
-    """(forward ms, backward ms, forward GFLOP) of one convolution of `shape` (conv_shapes' key)."""
+def conv_times(shape, repeats: int) -> tuple[float, float, float, float]:
+    """(forward ms, backward ms, forward GFLOP, backward GFLOP) of one convolution of `shape` (conv_shapes' key)."""
     x_shape, w_shape, stride, padding = shape
     x, w = torch.randn(x_shape), torch.randn(w_shape)
     y = F.conv2d(x, w, stride=stride, padding=padding)
     g = torch.randn_like(y)
-    mask = [x_shape[1] != 3, True, False]   # no input gradient for the images themselves
+    stem = x_shape[1] == 3
+    mask = [not stem, True, False]   # no input gradient for the images themselves
     fwd = timed(lambda: F.conv2d(x, w, stride=stride, padding=padding), repeats)
     bwd = timed(lambda: torch.ops.aten.convolution_backward(
         g, x, w, None, list(stride), list(padding), [1, 1], False, [0, 0], 1, mask), repeats)
-    return fwd, bwd, 2 * y.numel() * w[0].numel() / 1e9
+    gflop = 2 * y.numel() * w[0].numel() / 1e9
+    return fwd, bwd, gflop, gflop * (1 if stem else 2)   # each gradient costs what the forward does
 
 
 SETTINGS = {"fp32 (as trained)": {}, "channels_last": {"channels_last": True}, "bf16 autocast": {"bf16": True},
@@ -101,7 +103,7 @@ def step_rows(net, batch, resolution, steps) -> dict:
 
 
 def conv_rows(net, batch, resolution, repeats) -> list:
-    """[(shape, count, forward ms, backward ms, forward GFLOP)] for each convolution shape of `net`."""
+    """[(shape, count, *conv_times(shape))] for each convolution shape of `net`."""
     return [(shape, count, *conv_times(shape, repeats)) for shape, count in conv_shapes(net, batch, resolution).items()]
 
 
@@ -129,10 +131,9 @@ def main():
     print("\n| convolution (in -> out, k, stride, input side) | count | forward ms | backward ms | forward GFLOP/s "
           "| backward GFLOP/s |\n|---|---|---|---|---|---|")
     total = [0.0, 0.0]
-    for shape, count, fwd, bwd, gflop in conv_rows(net, args.batch, args.resolution, args.repeats):
+    for shape, count, fwd, bwd, gflop, backward_gflop in conv_rows(net, args.batch, args.resolution, args.repeats):
         total[0], total[1] = total[0] + count * fwd, total[1] + count * bwd
         (_, cin, side, _), (cout, _, k, _), stride, _ = shape
-        backward_gflop = gflop * (2 if cin != 3 else 1)
         print(f"| {cin} -> {cout}, {k}x{k}, {stride[0]}, {side} px | {count} | {fwd:.2f} | {bwd:.2f} | "
               f"{gflop / fwd * 1000:.0f} | {backward_gflop / bwd * 1000:.0f} |")
     print(f"| all, each shape times its count | | {total[0]:.1f} | {total[1]:.1f} | | |")

@@ -38,6 +38,8 @@ def test_cpu_step_times_each_setting_on_its_own_copy_and_each_of_resnet18s_convo
     # no setting trains or reformats the network the next one starts from
     assert all(torch.equal(v, before[k]) and v.is_contiguous() for k, v in net.state_dict().items())
     assert sum(count for _, count, *_ in convs) == 20   # ResNet18: stem, 16 in the blocks, 3 downsampling shortcuts
-    assert len(convs) == 11 and all(fwd > 0 and bwd > 0 and gflop > 0 for *_, fwd, bwd, gflop in convs)
-    stem = [c for c in convs if c[0][1] == (64, 3, 7, 7)]
-    assert stem[0][4] == 2 * 2 * 64 * 16 * 16 * 3 * 7 * 7 / 1e9   # 2 batch x 64 maps of 16 x 16, 147 taps each
+    assert len(convs) == 11 and all(fwd > 0 and bwd > 0 and gflop > 0 for _, _, fwd, bwd, gflop, _ in convs)
+    (_, _, _, _, gflop, backward_gflop), = [c for c in convs if c[0][1] == (64, 3, 7, 7)]
+    assert gflop == 2 * 2 * 64 * 16 * 16 * 3 * 7 * 7 / 1e9   # 2 batch x 64 maps of 16 x 16, 147 taps each
+    assert backward_gflop == gflop   # the stem computes no gradient for the images
+    assert all(c[5] == 2 * c[4] for c in convs if c[0][1][1] != 3)   # every other one: input and weight gradients
