@@ -12,14 +12,15 @@ from nbstudy.runtime import autocast
 
 
 @torch.no_grad()
-def predict(fn, images, mean, std, device, batch_size: int = 256, indices=None) -> torch.Tensor:
-    """Apply `fn` (e.g. a model, or model.features) to every image, un-augmented; outputs in input order, float32 on the CPU."""
+def predict(fn, images, mean, std, device, batch_size: int = 256, indices=None, precision: str = "auto") -> torch.Tensor:
+    """Apply `fn` (e.g. a model, or model.features) to every image, un-augmented; outputs in input order, float32 on the CPU.
+    `precision`: the run's (`nbstudy.runtime.autocast`)."""
     device = torch.device(device)
     outs = []
     mean, std = augment.channel_stats(mean, std, device)
     loader = BatchLoader(images, batch_size=batch_size, shuffle=False, device=device, indices=indices)
     for _, x, in loader:
-        with autocast(device):
+        with autocast(device, precision):
             out = fn(augment.normalize(augment.to_float(x), mean, std))
         outs.append(out.float())
     if not outs:

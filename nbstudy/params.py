@@ -36,6 +36,7 @@ from nbstudy.data import DATASETS
 from nbstudy.errors import NbstudyError
 from nbstudy.models import BACKBONES, RESNETS, STEMS
 from nbstudy.plain import plain
+from nbstudy.runtime import PRECISIONS
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,12 @@ def device() -> Check:
                  "auto, cpu, cuda or cuda:N")
 
 
+def precision_param() -> Param:
+    """The `precision` run parameter both stages share (written here once): `nbstudy.runtime.autocast`."""
+    return Param("auto", one_of(*PRECISIONS), "auto (bf16 autocast on CUDA, fp32 on the CPU), fp32, or bf16 "
+                 "(on a CPU faster on some, slower on others: docs/benchmarks.md)")
+
+
 def data_params() -> dict:
     """The dataset parameters both stages share (written here once): what `nbstudy.data.load_dataset` loads."""
     return {
@@ -172,7 +179,7 @@ def data_params() -> dict:
 # out of a run's name and resume key (`named`), so earlier runs keep their names and still resume.
 # val_split "auto" is what earlier runs did on data sets without a validation split (synthetic, NCT-CRC-HE); on those
 # with one (MedMNIST, COVID-QU-Ex, an image folder with val/) earlier runs carved val_fraction off the training set.
-LATER = {"backbone": "resnet18", "class_weights": "none", "val_split": "auto"}
+LATER = {"backbone": "resnet18", "class_weights": "none", "val_split": "auto", "precision": "auto"}
 
 
 def named(params: dict) -> dict:

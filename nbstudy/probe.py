@@ -32,13 +32,14 @@ def knn_predict(bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.Te
 
 
 def knn_accuracy(backbone: torch.nn.Module, data, k: int = 20, temperature: float | None = 0.07,
-                 device="cpu", batch_size: int = 256) -> float:
-    """k-NN test accuracy of `backbone`'s features on `data` (an nbstudy Dataset); the backbone's mode is restored."""
+                 device="cpu", batch_size: int = 256, precision: str = "auto") -> float:
+    """k-NN test accuracy of `backbone`'s features on `data` (an nbstudy Dataset); the backbone's mode is restored.
+    `precision`: the feature passes' autocast (`nbstudy.runtime.autocast`)."""
     was_training = backbone.training
     backbone.eval()
     try:
-        bank = predict(backbone, data.train_images, data.mean, data.std, device, batch_size)
-        queries = predict(backbone, data.test_images, data.mean, data.std, device, batch_size)
+        bank = predict(backbone, data.train_images, data.mean, data.std, device, batch_size, precision=precision)
+        queries = predict(backbone, data.test_images, data.mean, data.std, device, batch_size, precision=precision)
     finally:
         backbone.train(was_training)
     pred = knn_predict(bank, data.train_labels, queries, data.num_classes, k, temperature)

@@ -2,7 +2,9 @@
 
 On CUDA the defaults are bf16 autocast, channels_last and cudnn.benchmark (torch.compile
 is a run parameter); on the CPU everything runs in fp32, so tests and laptops get the same
-code path.
+code path. The `precision` run parameter overrides the autocast: fp32 on a GPU too, or bf16
+on a CPU, where a ResNet18 step was a third faster on an AMD EPYC (Zen 4, AVX512-BF16) and
+1.5x slower on an Intel Xeon (docs/benchmarks.md, "Where a CPU training step goes").
 """
 
 from __future__ import annotations
@@ -45,10 +47,24 @@ def configure(device: torch.device, deterministic: bool = False) -> None:
         torch.backends.cudnn.allow_tf32 = True
 
 
-def autocast(device: torch.device, enabled: bool = True):
-    """bf16 autocast on CUDA, a no-op elsewhere."""
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """The precision a run computes in on `device`: 'bf16' or 'fp32' ('auto': bf16 on CUDA, fp32 elsewhere)."""
+    if precision not in PRECISIONS:
+        raise NbstudyError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return precision
+
+
+def autocast(device: torch.device, precision: str = "auto"):
+    """bf16 autocast on `device` where `precision` resolves to bf16 (`resolve_precision`), else a no-op:
+    the forward passes inside run their matmuls and convolutions in bf16, the weights and the optimiser
+    stay fp32."""
+    if resolve_precision(precision, device) == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 

@@ -52,7 +52,7 @@ STAGE_PARAMS = {"pretrain": PRETRAIN_PARAMS, "train": TRAIN_PARAMS}
 # Study keys that are stage parameters under another name: the dataset section, and the top-level run settings.
 DATASET_KEYS = {"name": "dataset", "data_path": "data_path", "options": "dataset_options", "resolution": "resolution",
                 "stem": "stem", "seed": "data_seed"}
-TOP_KEYS = ("device", "torch_compile")
+TOP_KEYS = ("device", "precision", "torch_compile")
 # The grid axis both stages share (pretraining runs are per backbone too): a top-level list of `backbone`.
 BACKBONES_KEY = "backbones"
 # Training parameters that are grid axes: a list each, under the plural name.
@@ -137,8 +137,7 @@ def check_study(raw, where: str = "study") -> dict:
     Every run the grid expands to then goes through its stage's own checks, so
     nothing that passes here (and `--dry-run`) fails a run for a parameter reason.
     """
-    study = _fill(raw, {"name": REQUIRED, "device": TRAIN_PARAMS["device"].default,
-                        "torch_compile": TRAIN_PARAMS["torch_compile"].default, "dataset": REQUIRED,
+    study = _fill(raw, {"name": REQUIRED, **{key: TRAIN_PARAMS[key].default for key in TOP_KEYS}, "dataset": REQUIRED,
                         BACKBONES_KEY: [TRAIN_PARAMS["backbone"].default], "pretrain": None,
                         "train": REQUIRED, "analysis": [], "resources": {}}, where)
     study["name"] = str(study["name"])
@@ -289,6 +288,9 @@ def _keys(section, allowed, where) -> dict:
     if not isinstance(section, dict):
         raise NbstudyError(f"{where} must be a mapping of keys to values, not {section!r}: see docs/studies.md")
     for key in section:
+        if key in TOP_KEYS and key not in allowed:
+            raise NbstudyError(f"{where}: {key} is a top-level key (it applies to every run): move it to the top "
+                               "of the study file")
         check_name(key, list(allowed), where, "key")
     return dict(section)
 
@@ -329,6 +331,7 @@ def expand(study: dict, study_dir, notebooks, where: str = "study") -> list[Run]
     study_dir, notebooks = Path(study_dir).resolve(), Path(notebooks).resolve()
     data = {DATASET_KEYS[k]: v for k, v in study["dataset"].items()}
     data_path = None if data["data_path"] is None else str(Path(data["data_path"]).expanduser().resolve())
+    # precision is not run-only (it changes the numbers): it is in each run's grid below, so it names the runs
     common = {"data_path": data_path, "device": study["device"], "torch_compile": study["torch_compile"]}
     salt = {}   # what names the runs beyond their parameters
     if data["dataset_options"].get("labels") is not None:   # a run's notebook runs elsewhere; names keep the given path
@@ -340,7 +343,8 @@ def expand(study: dict, study_dir, notebooks, where: str = "study") -> list[Run]
     pretrain = {}   # {(method, backbone): its run}: each backbone is pretrained by each method
     for backbone, (method, values) in itertools.product(study[BACKBONES_KEY], study["pretrain"]["methods"].items()):
         values = dict(values)
-        grid = {**data, "backbone": backbone, "method": method, "method_options": values.pop("options"), **values}
+        grid = {**data, "precision": study["precision"], "backbone": backbone, "method": method,
+                "method_options": values.pop("options"), **values}
         pretrain[method, backbone] = _run("pretrain", _shown(backbone) + method, grid, common, study_dir, notebooks,
                                           f"{where}: pretrain", salt=salt)
 
@@ -350,7 +354,8 @@ def expand(study: dict, study_dir, notebooks, where: str = "study") -> list[Run]
             study[BACKBONES_KEY], t["inits"], t["methods"], t["noise_kinds"], t["noise_rates"], t["seeds"]):
         values = dict(t["methods"][method])
         source = pretrain.get((init, backbone))
-        grid = {**data, "backbone": backbone, "init": init, "init_run": source.name if source else "",
+        grid = {**data, "precision": study["precision"], "backbone": backbone, "init": init,
+                "init_run": source.name if source else "",
                 "method": method, "method_options": values.pop("options"), "noise_kind": kind, "noise_rate": rate,
                 "seed": seed, **values}
         init_path = str(source.folder / "backbone.pt") if source else "random"

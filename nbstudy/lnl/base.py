@@ -119,6 +119,7 @@ class Context:
     gen: torch.Generator        # augmentation and permutations, on the device
     rng: np.random.Generator    # host-side draws (MixMatch's lambda)
     class_weights: str = "none"  # "none" or "balanced": see `loss_weights`
+    precision: str = "auto"     # the forward passes' autocast: `nbstudy.runtime.autocast`
     test_images: np.ndarray | None = None
     _logits_cache: dict = field(default_factory=dict)
     _loss_weights: torch.Tensor | None = None
@@ -145,7 +146,7 @@ class Context:
         """Un-augmented logits of `net` in eval mode, on the CPU: training images at `indices`, or `images`."""
         with eval_mode(net):
             return predict(net, self.images if images is None else images, self.mean, self.std, self.device,
-                           batch_size=max(256, self.batch_size), indices=indices)
+                           batch_size=max(256, self.batch_size), indices=indices, precision=self.precision)
 
     def train_logits(self, k: int) -> torch.Tensor:
         """Un-augmented logits (len(train_idx), K) of network k on the training images, on the CPU.
@@ -193,7 +194,7 @@ class Context:
         self._logits_cache.clear()
 
     def autocast(self):
-        return autocast(self.device)
+        return autocast(self.device, self.precision)
 
 
 @contextmanager

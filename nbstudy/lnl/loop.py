@@ -161,7 +161,8 @@ def build(setup: Setup, device) -> Context:
                   batch_size=p["batch_size"] or method.batch_size, epochs=p["epochs"],
                   lr=p["lr"] if p["lr"] is not None else method.lr, seed=p["seed"], options=setup.options,
                   noise_kind=p["noise_kind"], noise_rate=p["noise_rate"], class_weights=p["class_weights"],
-                  test_images=ds.test_images, gen=torch.Generator(device=device).manual_seed(p["seed"]), rng=np.random.default_rng([p["seed"], 2]))
+                  precision=p["precision"], test_images=ds.test_images,
+                  gen=torch.Generator(device=device).manual_seed(p["seed"]), rng=np.random.default_rng([p["seed"], 2]))
     ctx.optimizers = method.optimizers(ctx)
     return ctx
 

@@ -45,6 +45,7 @@ PARAMS = {
                               run_only=True),
     "keep_checkpoint": Param(False, P.flag(), "keep checkpoint.pt after the run", run_only=True),
     "deterministic": Param(False, P.flag(), "deterministic cuDNN (CUDA only; the CPU always is)"),
+    "precision": P.precision_param(),
     "device": Param("auto", P.device(), "auto (CUDA when present), cpu, cuda, cuda:N", run_only=True),
     "torch_compile": Param(False, P.flag(), "torch.compile the networks: faster long GPU runs", run_only=True),
     "output_dir": Param("outputs/train", P.text("outputs/train"), "where the records and checkpoint go",

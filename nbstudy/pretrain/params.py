@@ -33,6 +33,7 @@ PARAMS = {
     "checkpoint_every": Param(1, P.whole(0), "save a resumable pretrain_state.pt every N epochs (0: never)",
                               run_only=True),
     "seed": Param(0, P.seed(), "initial weights, batch order, augmentation, puzzle draws"),
+    "precision": P.precision_param(),
     "device": Param("auto", P.device(), "auto (CUDA when present), cpu, cuda, cuda:N", run_only=True),
     "torch_compile": Param(False, P.flag(), "torch.compile the network: faster long GPU runs", run_only=True),
     "output_dir": Param("outputs/pretrain", P.text("outputs/pretrain"), "where backbone.pt and the records go",

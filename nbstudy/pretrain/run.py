@@ -35,7 +35,8 @@ from nbstudy.pretrain import records
 from nbstudy.pretrain.params import RUN_ONLY, resolve
 from nbstudy.pretrain.registry import METHODS
 from nbstudy.probe import knn_accuracy
-from nbstudy.runtime import autocast, compile_model, configure, prepare_model, resolve_device, seed_everything
+from nbstudy.runtime import (autocast, compile_model, configure, prepare_model, resolve_device, resolve_precision,
+                             seed_everything)
 
 KNN_TEMPERATURE = 0.07
 
@@ -86,9 +87,10 @@ def epoch_generator(device: torch.device, seed: int, epoch: int) -> torch.Genera
     return g
 
 
-def train_step(method, inputs, targets, optimizer, device):
-    """One optimisation step on ready inputs; returns (loss, pretext accuracy) as tensors (no GPU wait)."""
-    with autocast(device):
+def train_step(method, inputs, targets, optimizer, device, precision: str = "auto"):
+    """One optimisation step on ready inputs; returns (loss, pretext accuracy) as tensors (no GPU wait).
+    `precision`: the forward pass's autocast (`nbstudy.runtime.autocast`); the loss is computed outside it."""
+    with autocast(device, precision):
         outputs = method(inputs)
     loss, acc = method.loss(outputs, targets)
     optimizer.zero_grad(set_to_none=True)
@@ -98,7 +100,7 @@ def train_step(method, inputs, targets, optimizer, device):
 
 
 def train_epoch(method, loader, optimizer, scheduler, generator, device, desc: str, progress: bool,
-                total_steps: int | None = None) -> dict:
+                total_steps: int | None = None, precision: str = "auto") -> dict:
     """One pass over the data; returns the sample-weighted mean pretext loss and accuracy.
 
     After each step the method's `after_step` hook gets the run's step index (the scheduler's count, the
@@ -111,7 +113,8 @@ def train_epoch(method, loader, optimizer, scheduler, generator, device, desc: s
     for step, (_, x) in enumerate(bar):
         if x.shape[0] < 2:
             continue
-        loss, acc = train_step(method, *method.make_inputs(augment.to_float(x), generator), optimizer, device)
+        loss, acc = train_step(method, *method.make_inputs(augment.to_float(x), generator), optimizer, device,
+                               precision)
         scheduler.step()
         method.after_step(scheduler.last_epoch - 1, total_steps)
         total_loss += loss.detach() * x.shape[0]
@@ -169,7 +172,8 @@ def run_pretraining(params: dict | None = None, *, data=None, **kwargs) -> Path:
         tqdm.write(f"resuming {p['method']} from epoch {start} of {p['epochs']} ({state_path})")
     save_params(out, p)   # after the state check: another run's folder is left as it was
     if state is None:
-        random_probe = knn_accuracy(method.backbone, data, p["knn_k"], KNN_TEMPERATURE, device)
+        random_probe = knn_accuracy(method.backbone, data, p["knn_k"], KNN_TEMPERATURE, device,
+                                    precision=p["precision"])
         tqdm.write(f"{p['method']} on {data.name} ({n} images, {data.resolution} px, {p['backbone']}"
                    f"{', small stem' if method.backbone.small_stem else ''}, {device}): "
                    f"random-init k-NN accuracy {random_probe:.3f}")
@@ -180,13 +184,15 @@ def run_pretraining(params: dict | None = None, *, data=None, **kwargs) -> Path:
         t0 = time.perf_counter()
         loader.set_epoch(epoch)
         stats = train_epoch(method, loader, optimizer, scheduler, epoch_generator(device, p["seed"], epoch),
-                            device, f"epoch {epoch + 1}/{p['epochs']}", p["progress"], p["epochs"] * steps)
+                            device, f"epoch {epoch + 1}/{p['epochs']}", p["progress"], p["epochs"] * steps,
+                            p["precision"])
         if not math.isfinite(stats["loss"]):
             raise NbstudyError(f"the {p['method']} loss became {stats['loss']} in epoch {epoch + 1}: lower lr "
                                f"(now {p['lr']}) or check method_options {p['method_options']}")
         record = {"epoch": epoch + 1, **stats, "lr": optimizer.param_groups[0]["lr"]}
         if p["probe_every"] and (epoch + 1) % p["probe_every"] == 0 and epoch + 1 < p["epochs"]:
-            record["probe_acc"] = knn_accuracy(method.backbone, data, p["knn_k"], KNN_TEMPERATURE, device)
+            record["probe_acc"] = knn_accuracy(method.backbone, data, p["knn_k"], KNN_TEMPERATURE, device,
+                                               precision=p["precision"])
         record["seconds"] = time.perf_counter() - t0
         seconds += record["seconds"]
         history.append(record)
@@ -197,13 +203,13 @@ def run_pretraining(params: dict | None = None, *, data=None, **kwargs) -> Path:
                               rng=resume.rng_state(), history=history, seconds=seconds,
                               random_init_probe_acc=random_probe)
 
-    probe = knn_accuracy(method.backbone, data, p["knn_k"], KNN_TEMPERATURE, device)
+    probe = knn_accuracy(method.backbone, data, p["knn_k"], KNN_TEMPERATURE, device, precision=p["precision"])
     tqdm.write(f"k-NN accuracy {probe:.3f} (random init {random_probe:.3f}); backbone -> {final}")
     meta = {"method": p["method"], "hparams": key["params"], "dataset": data.name, "synthetic": bool(data.synthetic),
             "unreadable_skipped": len(data.unreadable_skipped), "epochs_done": p["epochs"], "loss_history": [h["loss"] for h in history], "history": history,
             "probe": {"kind": "knn", "k": p["knn_k"], "temperature": KNN_TEMPERATURE},
             "probe_acc": probe, "random_init_probe_acc": random_probe, "seconds": seconds,
-            "device": str(device), **method.metadata()}
+            "device": str(device), "precision": resolve_precision(p["precision"], device), **method.metadata()}
     save_backbone(final, method.backbone, data.resolution, **meta)
     records.write_metrics(out, {"arch": method.backbone.arch, "small_stem": method.backbone.small_stem,
                                 "resolution": data.resolution, **meta}, p)
