@@ -46,7 +46,7 @@ from nbstudy.errors import NbstudyError
 from nbstudy.figures import Figure
 from nbstudy.lnl import METHODS, prepare, resolve
 from nbstudy.lnl.loop import build, evaluate
-from nbstudy.params import merged
+from nbstudy.params import merged, named
 from nbstudy.plain import jsonable
 from nbstudy.pretrain import METHODS as METHODS_PRETRAIN
 from nbstudy.pretrain import run_pretraining
@@ -206,10 +206,12 @@ def pretrain_live(method: str, params: dict, output_dir=OUTPUT_DIR, overrides: d
     """Pretrain `method` (a key of nbstudy.pretrain.METHODS) on the lesson's data (the data parameters of
     `params`) with `PRETRAIN`, then `overrides` (nbstudy.pretrain names); returns the backbone.pt path. The
     run folder under `output_dir` is named by its parameters, so the same pretraining is reused, not redone."""
-    data_keys = ("dataset", "data_path", "dataset_options", "data_seed", "resolution", "stem", "seed", "device")
-    pre = {**{k: params[k] for k in data_keys}, **PRETRAIN, "method": method,
+    shared = ("dataset", "data_path", "dataset_options", "data_seed", "resolution", "stem", "backbone", "seed",
+              "device", "precision")
+    pre = {**{k: params[k] for k in shared}, **PRETRAIN, "method": method,
            "method_options": PRETRAIN_OPTIONS.get(method, {}), "progress": False, **(overrides or {})}
-    tag = hashlib.sha256(json.dumps(jsonable(pre), sort_keys=True).encode()).hexdigest()[:8]
+    # named: backbone and precision at their earlier values leave the name of a lesson's earlier pretraining as it was
+    tag = hashlib.sha256(json.dumps(jsonable(named(pre)), sort_keys=True).encode()).hexdigest()[:8]
     return run_pretraining(pre, output_dir=str(Path(output_dir) / f"pretrain_{method}_{tag}"))
 
 

@@ -27,17 +27,18 @@ FOLDS = 5
 
 
 def features(dataset, init: str = "random", stem: str = "auto", seed: int = 0, device="cpu",
-             indices=None, backbone: str = "resnet18") -> np.ndarray:
+             indices=None, backbone: str = "resnet18", precision: str = "auto") -> np.ndarray:
     """(N, feature_dim) float32 features of the frozen `backbone` (nbstudy.models.BACKBONES; 512 for resnet18)
     on the un-augmented training images at `indices` (all by default). init: "random" (seeded by `seed`) or
-    the path of a pretraining run's backbone.pt (of that backbone)."""
+    the path of a pretraining run's backbone.pt (of that backbone). precision: `nbstudy.runtime.autocast`'s."""
     torch.manual_seed(seed)
     backbone = run_backbone(backbone, stem, dataset.resolution)
     if init != "random":
         load_backbone(backbone, init, dataset.resolution)
     backbone.eval().to(device)
     with torch.no_grad():
-        return predict(backbone, dataset.train_images, dataset.mean, dataset.std, device, indices=indices).numpy()
+        return predict(backbone, dataset.train_images, dataset.mean, dataset.std, device, indices=indices,
+                       precision=precision).numpy()
 
 
 def out_of_sample_probabilities(feats: np.ndarray, labels: np.ndarray, num_classes: int, seed: int = 0,
@@ -84,12 +85,13 @@ def find_suspects(probs: np.ndarray, labels: np.ndarray, wrong=None) -> dict:
 def baseline_for_run(records: dict, dataset, init: str | None = None, device="cpu") -> dict:
     """cleanlab on the labels a training run trained on (`records` from `load_records`, `dataset` its data set):
     same training samples, same given labels, scored on the same wrong-label mask (None if unknown). init:
-    the backbone to embed with (default the run's own init)."""
+    the backbone to embed with (default the run's own init). It embeds at the run's precision."""
     p = records["params"]
     idx = np.asarray(records["train_indices"])
     labels = np.asarray(records["noisy_labels"])[idx]
     feats = features(dataset, p["init"] if init is None else init, p["stem"], p["seed"], device, indices=idx,
-                     backbone=p.get("backbone", "resnet18"))   # runs of before backbones trained a resnet18
+                     backbone=p.get("backbone", "resnet18"),   # runs of before backbones trained a resnet18
+                     precision=p.get("precision", "auto"))     # and before precision, at auto
     probs = out_of_sample_probabilities(feats, labels, dataset.num_classes, p["seed"])
     wrong = records["noise_mask"][idx] if "noise_mask" in records else None
     return find_suspects(probs, labels, wrong)

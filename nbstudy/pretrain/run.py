@@ -114,7 +114,7 @@ def train_epoch(method, loader, optimizer, scheduler, generator, device, desc: s
         if x.shape[0] < 2:
             continue
         loss, acc = train_step(method, *method.make_inputs(augment.to_float(x), generator), optimizer, device,
-                               precision)
+                               precision=precision)
         scheduler.step()
         method.after_step(scheduler.last_epoch - 1, total_steps)
         total_loss += loss.detach() * x.shape[0]
@@ -185,7 +185,7 @@ def run_pretraining(params: dict | None = None, *, data=None, **kwargs) -> Path:
         loader.set_epoch(epoch)
         stats = train_epoch(method, loader, optimizer, scheduler, epoch_generator(device, p["seed"], epoch),
                             device, f"epoch {epoch + 1}/{p['epochs']}", p["progress"], p["epochs"] * steps,
-                            p["precision"])
+                            precision=p["precision"])
         if not math.isfinite(stats["loss"]):
             raise NbstudyError(f"the {p['method']} loss became {stats['loss']} in epoch {epoch + 1}: lower lr "
                                f"(now {p['lr']}) or check method_options {p['method_options']}")
