@@ -148,3 +148,12 @@ def test_a_wrong_precision_in_a_study_file_is_a_one_line_error(study, message):
     with pytest.raises(NbstudyError) as e:
         check_study(study, where="t")
     assert str(e.value).startswith(message) and "\n" not in str(e.value)
+
+
+def test_the_classrooms_live_pretraining_builds_the_lessons_backbone(tmp_path):
+    """The kind of fault above: a lesson parameter that decides the pretrained weights but did not reach them
+    (a ViT lesson pretrained a ResNet18, then failed to load it)."""
+    lesson = lesson_params(dataset_options={"num_classes": 2, "per_class": 6, "test_per_class": 3}, resolution=16,
+                           backbone="vit_tiny")
+    path = pretrain_live("rotation", lesson, tmp_path, {"epochs": 1, "batch_size": 8})
+    assert torch.load(path, weights_only=False)["arch"] == "vit_tiny"
