@@ -9,7 +9,8 @@ nbstudy trains (fp32, contiguous), channels_last, bf16 autocast, and fp32 with o
 convolutions). Then every convolution shape in the network is timed alone, forward (F.conv2d) and backward
 (aten.convolution_backward with the gradients training asks for: the input's except at the first layer, and
 the weight's), with its arithmetic rate (every tap counted, padding included). Prints Markdown tables
-(docs/benchmarks.md, "Where a CPU training step goes").
+(docs/benchmarks.md, "Where a CPU training step goes") and one line on whether the `precision: bf16` run
+parameter pays on this CPU.
 """
 
 import argparse
@@ -102,6 +103,15 @@ def step_rows(net, batch, resolution, steps) -> dict:
     return rows
 
 
+def precision_advice(rows: dict) -> str:
+    """One line on the `precision` run parameter for this CPU, from step_rows: bf16's step against fp32's."""
+    fp32, bf16 = sum(rows["fp32 (as trained)"]), sum(rows["bf16 autocast"])
+    if bf16 < 0.9 * fp32:
+        return (f"bf16 steps are {fp32 / bf16:.2f}x as fast as fp32 here: `precision: bf16` in a study file (or "
+                "precision='bf16' for a run) speeds up CPU runs; it changes their numbers, so they are new runs")
+    return (f"bf16 steps take {bf16 / fp32:.2f}x fp32's here: keep `precision: auto` (fp32 on the CPU)")
+
+
 def conv_rows(net, batch, resolution, repeats) -> list:
     """[(shape, count, *conv_times(shape))] for each convolution shape of `net`."""
     return [(shape, count, *conv_times(shape, repeats)) for shape, count in conv_shapes(net, batch, resolution).items()]
@@ -123,9 +133,11 @@ def main():
     print(f"{args.arch}, {args.resolution} px, {args.stem} stem, batch {args.batch}, {args.threads} thread(s), "
           f"torch {torch.__version__}\n")
     print("| setting | forward ms | backward ms | optimiser ms | step ms | ms per image |\n|---|---|---|---|---|---|")
-    for name, parts in step_rows(net, args.batch, args.resolution, args.steps).items():
+    rows = step_rows(net, args.batch, args.resolution, args.steps)
+    for name, parts in rows.items():
         print(f"| {name} | " + " | ".join(f"{p:.1f}" for p in parts)
               + f" | {sum(parts):.1f} | {sum(parts) / args.batch:.2f} |")
+    print("\n" + precision_advice(rows))
     if args.arch == "vit_tiny":
         return
     print("\n| convolution (in -> out, k, stride, input side) | count | forward ms | backward ms | forward GFLOP/s "
