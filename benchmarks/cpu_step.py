@@ -106,10 +106,11 @@ def step_rows(net, batch, resolution, steps) -> dict:
 def precision_advice(rows: dict) -> str:
     """One line on the `precision` run parameter for this CPU, from step_rows: bf16's step against fp32's."""
     fp32, bf16 = sum(rows["fp32 (as trained)"]), sum(rows["bf16 autocast"])
+    step = " (for the step above: --arch, --resolution, --stem, --batch, --threads make it your runs')"
     if bf16 < 0.9 * fp32:
-        return (f"bf16 steps are {fp32 / bf16:.2f}x as fast as fp32 here: `precision: bf16` in a study file (or "
-                "precision='bf16' for a run) speeds up CPU runs; it changes their numbers, so they are new runs")
-    return (f"bf16 steps take {bf16 / fp32:.2f}x fp32's here: keep `precision: auto` (fp32 on the CPU)")
+        return (f"bf16 steps are {fp32 / bf16:.2f}x as fast as fp32 here{step}: `precision: bf16` in a study file "
+                "(or precision='bf16' for a run) speeds up CPU runs; it changes their numbers, so they are new runs")
+    return f"bf16 steps take {bf16 / fp32:.2f}x fp32's here{step}: keep `precision: auto` (fp32 on the CPU)"
 
 
 def conv_rows(net, batch, resolution, repeats) -> list:

@@ -39,6 +39,13 @@ from nbstudy.plain import plain
 from nbstudy.runtime import PRECISIONS
 
 
+def did_you_mean(value, known) -> str:
+    """' (did you mean 'x'?)' for the known name closest to `value`, case aside ('BF16' -> 'bf16'), or ''."""
+    lower = {str(k).lower(): str(k) for k in known}
+    close = difflib.get_close_matches(str(value).lower(), list(lower), n=1)
+    return f" (did you mean {lower[close[0]]!r}?)" if close else ""
+
+
 @dataclass(frozen=True)
 class Check:
     """A test of one value (`ok`), what to give instead (`what`), and the value's canonical form (`clean`)."""
@@ -50,9 +57,7 @@ class Check:
 
     def __call__(self, name: str, value):
         if not self.ok(value):
-            close = difflib.get_close_matches(str(value), self.choices, n=1) if self.choices else []
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise NbstudyError(f"{name}={shown(value)} is invalid{hint}: give {self.what}")
+            raise NbstudyError(f"{name}={shown(value)} is invalid{did_you_mean(value, self.choices)}: give {self.what}")
         return self.clean(value)
 
 
@@ -205,9 +210,8 @@ def check_names(given, known, what: str) -> None:
     """Unknown names are an error that suggests the closest known one."""
     unknown = [name for name in given if name not in known]
     if unknown:
-        close = difflib.get_close_matches(str(unknown[0]), [str(k) for k in known], n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise NbstudyError(f"unknown {what} {unknown[0]!r}{hint}: valid ones are {', '.join(known) or '(none)'}")
+        raise NbstudyError(f"unknown {what} {unknown[0]!r}{did_you_mean(unknown[0], known)}: valid ones are "
+                           f"{', '.join(known) or '(none)'}")
 
 
 def merged(params, kwargs: dict) -> dict:

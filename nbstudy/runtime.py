@@ -3,7 +3,7 @@
 On CUDA the defaults are bf16 autocast, channels_last and cudnn.benchmark (torch.compile
 is a run parameter); on the CPU everything runs in fp32, so tests and laptops get the same
 code path. The `precision` run parameter overrides the autocast: fp32 on a GPU too, or bf16
-on a CPU, where a ResNet18 step was a third faster on an AMD EPYC (Zen 4, AVX512-BF16) and
+on a CPU, where a ResNet18 step was 1.25-1.5x as fast on an AMD EPYC (Zen 4, AVX512-BF16) and
 1.5x slower on an Intel Xeon (docs/benchmarks.md, "Where a CPU training step goes").
 """
 

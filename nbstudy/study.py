@@ -20,7 +20,6 @@ it already did.
 from __future__ import annotations
 
 import csv
-import difflib
 import hashlib
 import io
 import itertools
@@ -39,7 +38,7 @@ from nbstudy.lnl.params import noise_rate_warning
 from nbstudy.lnl.params import resolve as resolve_train
 from nbstudy.lnl.registry import METHODS as TRAIN_METHODS
 from nbstudy.models import RESNETS, use_small_stem
-from nbstudy.params import Check, is_real, named
+from nbstudy.params import Check, did_you_mean, is_real, named
 from nbstudy.pretrain.params import PARAMS as PRETRAIN_PARAMS
 from nbstudy.pretrain.params import RUN_ONLY as PRETRAIN_RUN_ONLY
 from nbstudy.pretrain.params import resolve as resolve_pretrain
@@ -308,10 +307,8 @@ def check_name(name, known, where, what) -> None:
     """An unknown name is an error that suggests the closest known one."""
     if name in known:
         return
-    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
     choices = f"use one of {', '.join(map(str, known))}" if known else "there are none"
-    raise NbstudyError(f"{where}: unknown {what} {name!r}{hint}: {choices}")
+    raise NbstudyError(f"{where}: unknown {what} {name!r}{did_you_mean(name, known)}: {choices}")
 
 
 def _as_list(value, where, allow_empty=False) -> list:

@@ -34,7 +34,8 @@ def test_noise_rate_takes_numpy_floats():
     ("lr", math.nan, "a number > 0"), ("lr", math.inf, "a number > 0"), ("lr", np.float32("nan"), "a number"),
     ("epochs", 2.0, "a whole number"), ("epochs", "3", "a whole number"), ("epochs", 0, ">= 1"),
     ("seed", -1, "in [0, 4294967295]"), ("seed", 2**64, "in [0, 4294967295]"), ("device", "gpu", "auto, cpu, cuda or cuda:N"), ("progress", 1, "True or False"),
-    ("dataset_options", None, "a mapping")])
+    ("dataset_options", None, "a mapping"), ("precision", "BF16", "(did you mean 'bf16'?): give one of auto, fp32"),
+    ("stem", "ImageNet", "(did you mean 'imagenet'?)"), ("dataset", "Synthetic", "(did you mean 'synthetic'?)")])
 def test_bad_values_are_one_line_errors_naming_key_value_and_fix(stage, name, value, want):
     with pytest.raises(NbstudyError) as e:
         STAGES[stage](**{name: value})
@@ -92,6 +93,8 @@ def _study(**train):
     ({"noise_kinds": ["matrix"]}, "train: methods: ce (matrix 0.4): noise_kind='matrix' needs noise_options"),
     ({"lr": True}, "train: lr=True is invalid"),
     ({"methods": {"coteaching": {"options": {"forget_rate": math.nan}}}}, "method_options.forget_rate=nan is invalid"),
+    ({"methods": ["CE"]}, "train: methods: unknown method 'CE' (did you mean 'ce'?)"),   # a name's case aside
+    ({"Epochs": 2}, "train: unknown key 'Epochs' (did you mean 'epochs'?)"),
 ])
 def test_the_study_check_runs_every_runs_own_checks_at_dry_run(tmp_path, capsys, train, message):
     import yaml

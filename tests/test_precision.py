@@ -70,11 +70,12 @@ def test_a_noisy_label_run_records_its_precision_and_bf16_reaches_every_pass(tmp
     runs = {}
     for p in ("auto", "fp32", "bf16"):
         asked.clear()
-        train_noisy(TINY, precision=p, output_dir=str(tmp_path / p))
+        final = train_noisy(TINY, precision=p, output_dir=str(tmp_path / p))
         runs[p] = load_records(tmp_path / p)
         assert set(asked) == {p}   # training steps, evaluation and records passes alike
-    assert [runs[p]["precision"] for p in runs] == ["fp32", "fp32", "bf16"]
-    assert {runs[p]["device"] for p in runs} == {"cpu"}
+        assert final == runs[p]["final"]   # what the call returns is what results.csv gets
+    assert [runs[p]["final"]["computed_in"] for p in runs] == ["fp32", "fp32", "bf16"]
+    assert {runs[p]["final"]["device"] for p in runs} == {"cpu"}
     losses = {p: [h["train_loss"] for h in r["history"]] for p, r in runs.items()}
     assert losses["auto"] == losses["fp32"]                 # auto on the CPU is fp32, bit for bit
     assert losses["bf16"] != losses["fp32"]                 # and bf16 changes the numbers
@@ -102,7 +103,7 @@ def test_a_pretraining_run_records_its_precision_and_bf16_reaches_every_pass(tmp
         run_pretraining(tiny, precision=p, output_dir=str(tmp_path / p))
         meta[p] = json.loads((tmp_path / p / "pretrain_metrics.json").read_text())
         assert set(asked) == {p}   # training steps and both k-NN probes
-    assert [meta[p]["precision"] for p in meta] == ["fp32", "fp32", "bf16"]
+    assert [meta[p]["computed_in"] for p in meta] == ["fp32", "fp32", "bf16"]
     assert meta["auto"]["loss_history"] == meta["fp32"]["loss_history"]
     assert meta["auto"]["probe_acc"] == meta["fp32"]["probe_acc"]
     assert meta["bf16"]["loss_history"] != meta["fp32"]["loss_history"]

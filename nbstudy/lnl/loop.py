@@ -39,7 +39,8 @@ from nbstudy.lnl.params import RUN_ONLY, noise_rate_warning, resolve
 from nbstudy.lnl.registry import METHODS
 from nbstudy.models import Classifier, first_layer_filters, run_backbone
 from nbstudy.params import named, save_params
-from nbstudy.runtime import compile_model, configure, prepare_model, resolve_device, seed_everything
+from nbstudy.runtime import (compile_model, configure, prepare_model, resolve_device, resolve_precision,
+                             seed_everything)
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -138,6 +139,7 @@ def train(setup: Setup) -> dict:
 
     final = records.summarize(state["history"], method.reported, setup.actual_noise_rate, state["train_time_s"])
     final.update(_write_suspects(out, setup, ctx))
+    final.update(device=str(ctx.device), computed_in=resolve_precision(p["precision"], ctx.device))
     state["filters_final"] = first_layer_filters(ctx.nets[0].backbone).numpy()
     records.write_run(out, setup, ctx, state, final)
     if not p["keep_checkpoint"]:

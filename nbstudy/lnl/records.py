@@ -28,7 +28,6 @@ from nbstudy.checkpoint import atomic_write
 from nbstudy.errors import NbstudyError
 from nbstudy.evaluate import confusion
 from nbstudy.plain import jsonable
-from nbstudy.runtime import resolve_precision
 
 METRICS_FILE = "metrics.json"
 RECORDS_FILE = "records.npz"
@@ -104,8 +103,6 @@ def write_run(out: Path, setup, ctx, state: dict, final: dict) -> None:
         "method_options": setup.options,
         "lr": ctx.lr,
         "batch_size": ctx.batch_size,
-        "device": str(ctx.device),
-        "precision": resolve_precision(ctx.precision, ctx.device),
         "init": state["init"],
         "dataset": {"name": ds.name, "synthetic": bool(ds.synthetic), "class_names": list(ds.class_names),
                     "num_classes": ds.num_classes, "resolution": ds.resolution,

@@ -209,7 +209,7 @@ def run_pretraining(params: dict | None = None, *, data=None, **kwargs) -> Path:
             "unreadable_skipped": len(data.unreadable_skipped), "epochs_done": p["epochs"], "loss_history": [h["loss"] for h in history], "history": history,
             "probe": {"kind": "knn", "k": p["knn_k"], "temperature": KNN_TEMPERATURE},
             "probe_acc": probe, "random_init_probe_acc": random_probe, "seconds": seconds,
-            "device": str(device), "precision": resolve_precision(p["precision"], device), **method.metadata()}
+            "device": str(device), "computed_in": resolve_precision(p["precision"], device), **method.metadata()}
     save_backbone(final, method.backbone, data.resolution, **meta)
     records.write_metrics(out, {"arch": method.backbone.arch, "small_stem": method.backbone.small_stem,
                                 "resolution": data.resolution, **meta}, p)
