@@ -12,7 +12,8 @@ from nbstudy.runtime import autocast
 
 
 @torch.no_grad()
-def predict(fn, images, mean, std, device, batch_size: int = 256, indices=None, precision: str = "auto") -> torch.Tensor:
+def predict(fn, images, mean, std, device, batch_size: int = 256, indices=None,
+            precision: str = "auto") -> torch.Tensor:
     """Apply `fn` (e.g. a model, or model.features) to every image, un-augmented; outputs in input order, float32 on the CPU.
     `precision`: the run's (`nbstudy.runtime.autocast`)."""
     device = torch.device(device)
