@@ -328,8 +328,9 @@ def expand(study: dict, study_dir, notebooks, where: str = "study") -> list[Run]
     study_dir, notebooks = Path(study_dir).resolve(), Path(notebooks).resolve()
     data = {DATASET_KEYS[k]: v for k, v in study["dataset"].items()}
     data_path = None if data["data_path"] is None else str(Path(data["data_path"]).expanduser().resolve())
-    # precision is not run-only (it changes the numbers): it is in each run's grid below, so it names the runs
-    common = {"data_path": data_path, "device": study["device"], "torch_compile": study["torch_compile"]}
+    # top-level settings that change the numbers (precision) go in each run's grid, so they name the runs
+    named_top = {k: study[k] for k in TOP_KEYS if not TRAIN_PARAMS[k].run_only}
+    common = {"data_path": data_path, **{k: study[k] for k in TOP_KEYS if TRAIN_PARAMS[k].run_only}}
     salt = {}   # what names the runs beyond their parameters
     if data["dataset_options"].get("labels") is not None:   # a run's notebook runs elsewhere; names keep the given path
         labels = Path(data["dataset_options"]["labels"]).expanduser().resolve()
@@ -340,8 +341,8 @@ def expand(study: dict, study_dir, notebooks, where: str = "study") -> list[Run]
     pretrain = {}   # {(method, backbone): its run}: each backbone is pretrained by each method
     for backbone, (method, values) in itertools.product(study[BACKBONES_KEY], study["pretrain"]["methods"].items()):
         values = dict(values)
-        grid = {**data, "precision": study["precision"], "backbone": backbone, "method": method,
-                "method_options": values.pop("options"), **values}
+        grid = {**data, **named_top, "backbone": backbone, "method": method, "method_options": values.pop("options"),
+                **values}
         pretrain[method, backbone] = _run("pretrain", _shown(backbone) + method, grid, common, study_dir, notebooks,
                                           f"{where}: pretrain", salt=salt)
 
@@ -351,8 +352,7 @@ def expand(study: dict, study_dir, notebooks, where: str = "study") -> list[Run]
             study[BACKBONES_KEY], t["inits"], t["methods"], t["noise_kinds"], t["noise_rates"], t["seeds"]):
         values = dict(t["methods"][method])
         source = pretrain.get((init, backbone))
-        grid = {**data, "precision": study["precision"], "backbone": backbone, "init": init,
-                "init_run": source.name if source else "",
+        grid = {**data, **named_top, "backbone": backbone, "init": init, "init_run": source.name if source else "",
                 "method": method, "method_options": values.pop("options"), "noise_kind": kind, "noise_rate": rate,
                 "seed": seed, **values}
         init_path = str(source.folder / "backbone.pt") if source else "random"
