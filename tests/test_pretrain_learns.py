@@ -57,7 +57,7 @@ def _metrics(folder):
 def test_pretext_loss_falls_and_probe_beats_random_init(tmp_path, method, epochs, batch, side, perspective, options):
     data = load_dataset("synthetic", resolution=side, perspective=perspective)
     run_pretraining(SMALL, data=data, method=method, epochs=epochs, batch_size=batch, resolution=side,
-                    output_dir=str(tmp_path), method_options=options)
+                    output_dir=str(tmp_path), method_options=options, dataset_options={"perspective": perspective})
     metrics = _metrics(tmp_path)
     losses = metrics["loss_history"]
     assert sum(losses[-2:]) / 2 < 0.95 * losses[0], losses

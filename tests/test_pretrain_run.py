@@ -1,6 +1,7 @@
 """The pretraining driver: parameter checks, checkpoint round trip, resume, reuse, errors."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +13,8 @@ from nbstudy.models import build_backbone
 from nbstudy.pretrain import resolve, run_pretraining
 from nbstudy.pretrain import run as run_module
 from conftest import interrupt_pretraining
+
+DATA = Path(__file__).parent / "data"
 
 TINY = {"dataset_options": {"per_class": 5, "test_per_class": 3}, "resolution": 16, "stem": "imagenet",
         "method": "jigmag", "batch_size": 8, "epochs": 2, "device": "cpu", "progress": False}
@@ -109,3 +112,27 @@ def test_short_last_batches_and_every_method_run(tmp_path, tiny_data):
 def test_data_must_match_the_parameters(tmp_path, tiny_data):
     with pytest.raises(NbstudyError, match="data= holds 'synthetic' at 16 px"):
         run_pretraining(TINY, data=tiny_data, resolution=32, output_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize("other, named", [
+    ({"data_seed": 1}, "data_seed=0 but the parameters say data_seed=1"),
+    ({"dataset_options": {"per_class": 6, "test_per_class": 3}}, "per_class=5 but the parameters say per_class=6"),
+    ({"dataset_options": {**TINY["dataset_options"], "perspective": 1.0}}, "perspective=0.0 .* say perspective=1.0"),
+    ({"data_path": "elsewhere"}, "data_path=None but the parameters say data_path='/"),
+])
+def test_data_loaded_with_other_arguments_is_refused_before_training(tmp_path, tiny_data, monkeypatch, other, named):
+    """Else the run trains on one data set and records another's parameters (a newcomer's data= of RetinaMNIST
+    with data_path naming BreastMNIST)."""
+    monkeypatch.setattr(run_module, "train_epoch", lambda *a, **k: pytest.fail("trained on the wrong data"))
+    with pytest.raises(NbstudyError, match=f"data= was loaded with {named}"):
+        run_pretraining(TINY, data=tiny_data, output_dir=str(tmp_path), **other)
+    assert not (tmp_path / "params.yaml").exists()
+
+
+def test_data_loaded_alike_is_accepted_with_paths_and_defaults_written_either_way(monkeypatch):
+    """The same request written otherwise (a relative path, a default option spelled out) is the same data."""
+    monkeypatch.chdir(DATA)
+    data = load_dataset("medmnist", data_path=str(DATA / "breastmnist_mini.npz"), resolution=28, flag=None)
+    params = resolve({**TINY, "dataset": "medmnist", "data_path": "breastmnist_mini.npz", "resolution": 28,
+                      "dataset_options": {}})
+    assert run_module._check_data(data, params) is data

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from nbstudy import augment, resume
 from nbstudy.checkpoint import load_checkpoint, save_backbone
-from nbstudy.data import load_dataset
+from nbstudy.data import load_dataset, load_request
 from nbstudy.errors import NbstudyError
 from nbstudy.loader import BatchLoader
 from nbstudy.models import run_backbone
@@ -231,7 +231,17 @@ def load_data(p: dict):
 
 
 def _check_data(data, p: dict):
+    """`data` if it is what the parameters load, else a one-line error: the records would name other data."""
     if data.name != p["dataset"] or (p["resolution"] is not None and data.resolution != p["resolution"]):
         raise NbstudyError(f"data= holds {data.name!r} at {data.resolution} px but the parameters say "
                            f"{p['dataset']!r} at {p['resolution']} px: pass the matching dataset or drop data=")
+    if data.loaded_with is not None:   # a data set made by hand has only its name and size to check
+        asked = load_request(p["dataset"], p["data_path"], p["resolution"], p["data_seed"], p["dataset_options"])
+        flat = lambda r: {"data_path": r["data_path"], "data_seed": r["data_seed"], **r["dataset_options"]}  # noqa: E731
+        have, want = flat(data.loaded_with), flat(asked)
+        for key in {**want, **have}:
+            if have.get(key) != want.get(key):
+                raise NbstudyError(f"data= was loaded with {key}={have.get(key)!r} but the parameters say "
+                                   f"{key}={want.get(key)!r}: load it with the run's parameters, or drop data= "
+                                   "(the run then loads its own)")
     return data
