@@ -30,17 +30,18 @@ def plan(study: dict, out, notebooks) -> tuple[Path, list, dict]:
         raise NbstudyError(f"notebooks folder {notebooks} does not exist: pass --notebooks DIR, the folder holding"
                            f" {', '.join(studies.STAGE_NOTEBOOKS.values())}")
     studies.check_data_path(study)
-    check_dataset(study)
+    data = check_dataset(study)
     runs = studies.expand(study, study_dir, notebooks)
+    check_runs_on_data(runs, data)
     analysis = studies.analysis_notebooks(study, notebooks)
     for run in runs + studies.analysis_runs(analysis, study_dir):
         check_parameters(run)
     return study_dir, runs, analysis
 
 
-def check_dataset(study: dict) -> None:
-    """Load the study's data set once, before any run (and in --dry-run): one that cannot be used at all (no
-    train split, one class, damaged) is one error here, not the same error in every run. The cache it
+def check_dataset(study: dict):
+    """Load the study's data set once, before any run (and in --dry-run), and return it: one that cannot be used
+    at all (no train split, one class, damaged) is one error here, not the same error in every run. The cache it
     builds is the one the runs read. Warns when the study's symmetric noise rates make far fewer labels wrong
     than they say (few classes), and when small real images meet the ImageNet stem (`study.stem_warning`)."""
     from nbstudy.data import load_dataset
@@ -60,6 +61,30 @@ def check_dataset(study: dict) -> None:
                     studies.stem_warning(study, loaded.resolution, loaded.synthetic)):
         if message:
             warn(message)
+    return loaded
+
+
+def check_runs_on_data(runs: list, data) -> None:
+    """Every check a training run makes against its data (`nbstudy.lnl.loop.setup_on`: batch size against the
+    images left after the validation split, the noise and method options against the classes...), made now
+    for every run, so a study (and --dry-run) fails in one line before it starts, not in every run after it.
+    Runs that differ only in init or backbone share the check."""
+    from nbstudy.lnl.loop import setup_on
+
+    checked = set()
+    for run in runs:
+        if run.stage != "train":
+            continue
+        same = json.dumps({k: v for k, v in run.params.items() if k not in ("init", "backbone", "output_dir")},
+                          sort_keys=True, default=str)
+        if same in checked:
+            continue
+        checked.add(same)
+        try:
+            setup_on(run.params, data)
+        except NbstudyError as e:
+            g = run.grid
+            raise NbstudyError(f"train: methods: {g['method']} ({g['noise_kind']} {g['noise_rate']:g}): {e}") from None
 
 
 def check_writable(study_dir: Path) -> None:
@@ -85,7 +110,11 @@ def run_study(study_dir: Path, runs: list, analysis: dict, executor: Executor) -
     outcome, errors = run_all(runs, executor, f"{name}: runs")
     studies.write_results(study_dir, runs, outcome)
     analysis_runs = studies.analysis_runs(analysis, study_dir)
-    if analysis_runs:
+    trained = [run for run in runs if run.stage == "train"]
+    if analysis_runs and trained and not any(outcome[run.name] == "finished" for run in trained):
+        for run in analysis_runs:   # each would fail with "run the study first", which misleads
+            outcome[run.name], errors[run.name] = "skipped", "no training run finished: fix the failed runs above"
+    elif analysis_runs:
         more, more_errors = run_all(analysis_runs, executor, f"{name}: analysis")
         outcome.update(more)
         errors.update(more_errors)

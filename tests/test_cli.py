@@ -4,6 +4,7 @@ import csv
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -122,6 +123,37 @@ def test_a_failed_run_is_reported_and_the_others_go_on(tmp_path, stubs, capsys):
     assert summary[-1].startswith("nbstudy: 3 of 6 runs failed or were skipped")
     assert sorted(r["status"] for r in rows(tmp_path)) == ["finished", "finished", "skipped", "skipped"]
 
+
+
+def test_analysis_is_skipped_when_no_training_run_finished(tmp_path, stubs, capsys):
+    """It would only fail with "run the study first", which misleads: the reason is the failed runs."""
+    cli, executions = stubs
+    write_stubs(tmp_path / "nb", tmp_path / "executions.log", fail=["simclr"])
+    assert cli(study_file(tmp_path, inits=["simclr"])) == 1
+    assert executions() == ["pretrain simclr"]
+    err = capsys.readouterr().err
+    assert "  skipped analysis/summary: no training run finished: fix the failed runs above" in err
+    assert "nbstudy: 4 of 4 runs failed or were skipped" in err
+
+
+@pytest.mark.parametrize("train, error", [
+    ({"batch_size": 16}, r"train: methods: ce \(symmetric 0.2\): only 19 training images for batch_size=16: use "
+                         "batch_size <= 9 or a larger dataset"),
+    ({"val_split": "dataset"}, r"train: methods: ce \(symmetric 0.2\): val_split='dataset' but the synthetic data set"),
+    ({"noise_kinds": ["asymmetric"], "noise_options": {"mapping": [1, 0]}}, "train: methods: ce .*mapping"),
+])
+def test_a_run_that_its_data_would_fail_fails_the_dry_run(tmp_path, stubs, capsys, train, error):
+    """What a run checks against its data (images left for a batch, the validation split, noise against the
+    classes) is checked for every run before the study starts, --dry-run included."""
+    cli, executions = stubs
+    path = study_file(tmp_path, **train)
+    study = yaml.safe_load(path.read_text())
+    study["dataset"]["options"] = {"num_classes": 3, "per_class": 7, "test_per_class": 2}
+    path.write_text(yaml.safe_dump(study))
+    for dry in (["--dry-run"], []):
+        assert cli(path, *dry) == 2
+        assert re.search(error, capsys.readouterr().err.splitlines()[-1])
+    assert executions() == [] and not (tmp_path / "out" / "s").exists()
 
 HANG_ONCE = """
 import os, time

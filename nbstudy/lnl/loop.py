@@ -46,22 +46,30 @@ CHECKPOINT_FILE = "checkpoint.pt"
 
 
 def prepare(params: dict | None = None, **kwargs) -> Setup:
-    """Check parameters, load the dataset, corrupt the labels, and take the noisy validation set: the data set's
-    own validation split with its labels corrupted alike (val_split dataset, or auto when it has one), or
-    val_fraction of the training images with their noisy labels (train)."""
+    """Check parameters, load the dataset, then `setup_on` it: corrupt the labels and take the noisy validation set."""
     p = resolve(params, **kwargs)
-    method = METHODS[p["method"]]
     ds = load_dataset(p["dataset"], data_path=p["data_path"], resolution=p["resolution"], seed=p["data_seed"],
                       **p["dataset_options"])
     if p["init"] != "random":
         _check_init_data(p)
+    far = noise_rate_warning(p["noise_kind"], [p["noise_rate"]], ds.num_classes)
+    if far:
+        warnings.warn(far, stacklevel=2)
+    return setup_on(p, ds)
+
+
+def setup_on(p: dict, ds) -> Setup:
+    """A run's Setup on its loaded data set `ds` (resolved parameters `p`): the labels corrupted (same seed, same
+    noisy labels), the method's options checked against the expected noise rate, the noisy validation set (the
+    data set's own validation split with its labels corrupted alike, for val_split dataset or auto when it has
+    one; else val_fraction of the training images with their noisy labels) and the batch size against the
+    images left. Every check a run makes against its data is here, so a study checks them all before it starts
+    (`nbstudy.runner.check_runs_on_data`). Errors: NbstudyError, one line."""
+    method = METHODS[p["method"]]
     clean = np.asarray(ds.train_labels, dtype=np.int64)
     noisy = noise.corrupt_labels(clean, ds.num_classes, p["noise_rate"], p["noise_kind"], seed=p["seed"],
                                  images=ds.train_images, **p["noise_options"])
     expected = noise.expected_noise_rate(clean, ds.num_classes, p["noise_rate"], p["noise_kind"], **p["noise_options"])
-    far = noise_rate_warning(p["noise_kind"], [p["noise_rate"]], ds.num_classes)
-    if far:
-        warnings.warn(far, stacklevel=2)
     options = method.check_options(p["method_options"], {**p, "expected_noise_rate": expected})
     p = {**p, "method_options": options}   # derived options (Co-teaching's forget rate) recorded as run
     train_idx, val_idx, val_images, val_labels = validation.split(p, ds)
