@@ -79,8 +79,7 @@ def _study(args) -> int:
     _check_executor_options(args)
     study = load_study(args.params)
     study_dir, runs, analysis = plan(study, args.out, args.notebooks)
-    if not args.dry_run:
-        check_writable(study_dir)
+    check_writable(study_dir, create=not args.dry_run)
     todo = {run.name for run in runs if not is_finished(run)}
     print(f"study {study['name']}: {len(runs)} runs, {len(todo)} to do, then {len(analysis)} analysis notebooks"
           f" -> {study_dir}")

@@ -210,7 +210,7 @@ def check_names(given, known, what: str) -> None:
     """Unknown names are an error that suggests the closest known one."""
     unknown = [name for name in given if name not in known]
     if unknown:
-        raise NbstudyError(f"unknown {what} {unknown[0]!r}{did_you_mean(unknown[0], known)}: valid ones are "
+        raise NbstudyError(f"unknown {what} {shown(unknown[0])}{did_you_mean(unknown[0], known)}: valid ones are "
                            f"{', '.join(known) or '(none)'}")
 
 

@@ -87,12 +87,18 @@ def check_runs_on_data(runs: list, data) -> None:
             raise NbstudyError(f"train: methods: {g['method']} ({g['noise_kind']} {g['noise_rate']:g}): {e}") from None
 
 
-def check_writable(study_dir: Path) -> None:
-    """Find out now, not when the first run ends, that the study folder cannot be written."""
+def check_writable(study_dir: Path, create: bool = True) -> None:
+    """Find out now, not when the first run ends, that the study folder cannot be written. create=False (a dry
+    run) leaves nothing behind: it tries a folder of its own in the nearest folder that exists, then removes it."""
     try:
-        study_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=study_dir):
-            pass
+        if create:
+            study_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=study_dir):
+                pass
+        else:
+            existing = next(p for p in (study_dir, *study_dir.parents) if p.exists())
+            with tempfile.TemporaryDirectory(dir=existing):
+                pass
     except OSError as e:
         raise NbstudyError(f"output folder {study_dir} is not writable ({e.strerror}): pass --out DIR, a folder you"
                            " can write to") from None

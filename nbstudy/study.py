@@ -38,7 +38,7 @@ from nbstudy.lnl.params import noise_rate_warning
 from nbstudy.lnl.params import resolve as resolve_train
 from nbstudy.lnl.registry import METHODS as TRAIN_METHODS
 from nbstudy.models import RESNETS, use_small_stem
-from nbstudy.params import Check, did_you_mean, is_real, named
+from nbstudy.params import Check, did_you_mean, is_real, named, shown
 from nbstudy.pretrain.params import PARAMS as PRETRAIN_PARAMS
 from nbstudy.pretrain.params import RUN_ONLY as PRETRAIN_RUN_ONLY
 from nbstudy.pretrain.params import resolve as resolve_pretrain
@@ -116,6 +116,11 @@ _Loader.add_implicit_resolver(
 def load_study(path) -> dict:
     """Read a study file; return it checked, every default filled in."""
     path = Path(path)
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("*.y*ml"))
+        raise NbstudyError(f"study file {path} is a folder, not a YAML file: give the path of a study file"
+                           + (f" in it ({', '.join(found[:3])}{' ...' if len(found) > 3 else ''})" if found else
+                              " such as parameters/demo.yaml"))
     if not path.is_file():
         raise NbstudyError(f"study file {path} does not exist: give the path of a YAML file such as parameters/demo.yaml")
     try:
@@ -237,7 +242,7 @@ def _check_train(section, pretrained, where):
     t["inits"] = _as_list(["random", *pretrained] if t["inits"] is None else t["inits"], f"{where}: inits")
     for init in t["inits"]:
         if init != "random" and init in PRETRAIN_METHODS and init not in pretrained:
-            raise NbstudyError(f"{where}: init {init!r} is not pretrained by this study: add it to pretrain: methods")
+            raise NbstudyError(f"{where}: init {shown(init)} is not pretrained by this study: add it to pretrain: methods")
         check_name(init, ["random", *pretrained], f"{where}: inits", "init")
     for axis in ("noise_kinds", "noise_rates", "seeds"):
         param = TRAIN_PARAMS[GRID_AXES[axis]]
@@ -273,7 +278,7 @@ def _stage(section, stage, axes, where) -> dict:
         values = {**common, **{k: _checked(at, keys[k], k, v) for k, v in own.items() if k != "options"}}
         options = own.get("options", {}) if own.get("options") is not None else {}
         if not isinstance(options, dict):
-            raise NbstudyError(f"{at}: options must be a mapping of the method's options, not {options!r}")
+            raise NbstudyError(f"{at}: options must be a mapping of the method's options, not {shown(options)}")
         for option in options:
             check_name(option, list(registry[name].options), f"{at}: options", "option")
         out[name] = {**values, "options": options}
@@ -285,7 +290,7 @@ def _keys(section, allowed, where) -> dict:
     if section is None:
         return {}
     if not isinstance(section, dict):
-        raise NbstudyError(f"{where} must be a mapping of keys to values, not {section!r}: see docs/studies.md")
+        raise NbstudyError(f"{where} must be a mapping of keys to values, not {shown(section)}: see docs/studies.md")
     for key in section:
         if key in TOP_KEYS and key not in allowed:
             raise NbstudyError(f"{where}: {key} is a top-level key (it applies to every run): move it to the top "
@@ -308,7 +313,7 @@ def check_name(name, known, where, what) -> None:
     if name in known:
         return
     choices = f"use one of {', '.join(map(str, known))}" if known else "there are none"
-    raise NbstudyError(f"{where}: unknown {what} {name!r}{did_you_mean(name, known)}: {choices}")
+    raise NbstudyError(f"{where}: unknown {what} {shown(name)}{did_you_mean(name, known)}: {choices}")
 
 
 def _as_list(value, where, allow_empty=False) -> list:
@@ -318,7 +323,7 @@ def _as_list(value, where, allow_empty=False) -> list:
         raise NbstudyError(f"{where} is empty, so the grid expands to no runs: give at least one value")
     repeated = [v for i, v in enumerate(values) if v in values[:i]]
     if repeated:
-        raise NbstudyError(f"{where} lists {repeated[0]!r} twice: list each value once")
+        raise NbstudyError(f"{where} lists {shown(repeated[0])} twice: list each value once")
     return values
 
 

@@ -59,6 +59,14 @@ def out_is_a_file(root):
     return ["--out", str(root / "a-file")]
 
 
+def dry_run_out_is_a_file(root):
+    return [*out_is_a_file(root), "--dry-run"]
+
+
+def study_is_a_folder(root):
+    (root / "bad.yaml").mkdir()
+
+
 def address_without_ray(root):
     edit(lambda s: None)(root)
     return ["--address", "10.0.0.1:6379"]
@@ -94,6 +102,12 @@ CASES = {
     "output folder that is not writable": (out_is_a_file,
                                            "output folder {root}/a-file/s is not writable (Not a directory): pass"
                                            " --out DIR, a folder you can write to"),
+    "output folder that is not writable, in a dry run": (dry_run_out_is_a_file,
+                                                         "output folder {root}/a-file/s is not writable (Not a "
+                                                         "directory)"),
+    "a labels table given as the study file": (text("index,label\n" + "0,1\n" * 2000),
+                                               "bad.yaml must be a mapping of keys to values, not 'index,label 0,1"),
+    "a folder given as the study file": (study_is_a_folder, "study file {root}/bad.yaml is a folder, not a YAML file"),
     "ray option with the local executor": (address_without_ray, "--address is for the Ray executor: add --executor ray"),
 }
 
@@ -110,7 +124,7 @@ def test_bad_input_is_one_line_before_anything_runs_and_finished_runs_are_untouc
     code = main(["study", str(tmp_path / "bad.yaml"), "--out", str(root / "out"), "--notebooks", str(notebooks),
                  *args])
     err = capsys.readouterr().err
-    assert code == 2 and err.startswith("nbstudy: error: ") and err.count("\n") == 1
+    assert code == 2 and err.startswith("nbstudy: error: ") and err.count("\n") == 1 and len(err) < 400, err
     assert message.format(root=tmp_path) in err
     assert snapshot(root / "out") == before and log.read_text() == ran
 
@@ -169,7 +183,8 @@ def test_errors_only_a_run_finds_fail_that_run_with_its_one_line_error_and_keep_
     notebooks = write_stubs(tmp_path / "nb", log, analysis=(), pretrain_body=PRETRAIN_FROM_ELSEWHERE,
                             train_body=TRAIN_ON_REAL_DATA)
     study = {"name": "s", "dataset": {"name": "image_folder", "data_path": str(images), "resolution": 8},
-             "train": {"methods": ["ce"], "inits": ["random"], "noise_rates": [0.2], "epochs": 1}}
+             "train": {"methods": ["ce"], "inits": ["random"], "noise_rates": [0.2], "epochs": 1,
+                       "batch_size": 2}}
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(study))
     cli = ["study", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "out"), "--notebooks", str(notebooks)]
     assert main(cli) == 0
