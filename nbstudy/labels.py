@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -53,11 +54,16 @@ def apply(ds, labels_file):
     positions = ({name: i for i, name in enumerate(ds.train_files)} if key == "path" else None)
     classes = {name: c for c, name in enumerate(ds.class_names)}
     given = np.full(n, -1, dtype=np.int64)
+    left_out = _left_out(ds) if key == "path" else set()
+    ignored = 0
     for line, row in enumerate(rows[1:], start=2):
         if not any(cell.strip() for cell in row):
             continue   # a blank line
         if len(row) != 2:
             raise NbstudyError(f"{where} line {line}: expected 2 columns ({key},label), got {len(row)}: {row!r}")
+        if Path(row[0].strip()).as_posix() in left_out:
+            ignored += 1   # its image was left out as unreadable (skip_unreadable): so is its label
+            continue
         i = _position(row[0].strip(), key, positions, n, f"{where} line {line}")
         if given[i] != -1:
             raise NbstudyError(f"{where} line {line}: {key} {row[0].strip()} has a label already (an earlier line): "
@@ -68,7 +74,21 @@ def apply(ds, labels_file):
         first = ds.train_files[missing[0]] if key == "path" else missing[0]
         raise NbstudyError(f"{where} has no label for {len(missing)} of the {n} training images (first: {key} "
                            f"{first}): give every training image a row")
+    if ignored:
+        warnings.warn(f"{where}: {ignored} row(s) are for images left out as unreadable (skip_unreadable): "
+                      "their labels are not used", stacklevel=3)
     return dataclasses.replace(ds, train_labels=given, labels_file=str(path.resolve()))
+
+
+def _left_out(ds) -> set:
+    """The images `skip_unreadable` left out, as paths relative to the data folder (as the labels file gives them)."""
+    out = set()
+    for skipped in ds.unreadable_skipped:
+        try:
+            out.add(Path(skipped).relative_to(ds.source).as_posix())
+        except ValueError:
+            pass
+    return out
 
 
 def _position(value: str, key: str, positions, n: int, where: str) -> int:

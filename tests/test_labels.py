@@ -1,6 +1,7 @@
 """Given labels (the `labels` data set option): a CSV overrides the training labels; each mismatch is one line."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -39,6 +40,20 @@ def test_a_labels_file_by_path_overrides_the_training_labels_only(folder, tmp_pa
     assert ds.train_labels.tolist() == [1, 0, 0, 0, 1, 1, 1, 1]
     assert np.array_equal(ds.test_labels, own.test_labels) and ds.labels_file == str(tmp_path / "labels.csv")
 
+
+
+def test_rows_for_images_left_out_as_unreadable_are_not_used(folder, tmp_path):
+    """skip_unreadable leaves a damaged image out, and its row in a labels file that lists every file goes with it
+    (it said "is not a training image of the data set", which misleads: the path is right)."""
+    (folder / "train" / "benign" / "9.png").write_bytes(b"not a png")
+    rows = [f"train/{c}/{i}.png,{c}" for c in ("benign", "malignant") for i in range(4)] + ["train/benign/9.png,malignant"]
+    labels = _csv(tmp_path / "labels.csv", "path,label\n" + "\n".join(rows) + "\n")
+    with pytest.warns(UserWarning, match="labels.csv: 1 row.s. are for images left out as unreadable .skip_unreadable."):
+        ds = load_dataset("image_folder", str(folder), cache_dir=str(tmp_path / "c"), skip_unreadable=True, labels=labels)
+    assert ds.train_labels.tolist() == [0, 0, 0, 0, 1, 1, 1, 1] and len(ds.unreadable_skipped) == 1
+    with pytest.raises(NbstudyError, match="train/benign/8.png is not a training image"):
+        load_dataset("image_folder", str(folder), cache_dir=str(tmp_path / "c"), skip_unreadable=True,
+                     labels=_csv(tmp_path / "more.csv", "path,label\n" + "\n".join(rows) + "\ntrain/benign/8.png,1\n"))
 
 def test_a_labels_file_by_index_for_a_set_without_files(tmp_path):
     own = load_dataset("synthetic", per_class=3, test_per_class=2, num_classes=2)
@@ -84,10 +99,13 @@ def test_paths_for_a_set_without_files_and_a_class_the_labels_leave_out(tmp_path
 def test_given_labels_without_planted_noise_record_no_wrong_label_mask(tmp_path, one_torch_thread):
     own = load_dataset("synthetic", per_class=20, test_per_class=5, num_classes=2, resolution=16)
     text = "index,label\n" + "".join(f"{i},{y}\n" for i, y in enumerate(own.train_labels))
-    final = train_noisy(dataset_options={"per_class": 20, "test_per_class": 5, "num_classes": 2,
-                                         "labels": _csv(tmp_path / "l.csv", text)},
-                        resolution=16, stem="imagenet", method="coteaching", noise_rate=0.0, epochs=2, batch_size=8,
-                        output_dir=str(tmp_path / "run"), progress=False)
+    given = dict(dataset_options={"per_class": 20, "test_per_class": 5, "num_classes": 2,
+                                  "labels": _csv(tmp_path / "l.csv", text)},
+                 resolution=16, stem="imagenet", method="coteaching", noise_rate=0.0, epochs=2, batch_size=8,
+                 output_dir=str(tmp_path / "run"), progress=False)
+    with pytest.warns(UserWarning, match="4 of the 40 given labels are held out as the noisy validation set and not "
+                                         "ranked in suspects.csv: val_fraction 0 ranks them all"):
+        final = train_noisy(given)
     rec = load_records(tmp_path / "run")
     assert "noise_mask" not in rec and rec["noise"]["mask_known"] is False
     assert rec["dataset"]["labels_file"] == str(tmp_path / "l.csv")
@@ -98,6 +116,10 @@ def test_given_labels_without_planted_noise_record_no_wrong_label_mask(tmp_path,
                                            "unknown"):
         runs.samples(rec, 2)
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["final"]["suspects_auc"] is None
+    with warnings.catch_warnings():   # val_fraction 0: every given label is ranked, and nothing is said
+        warnings.simplefilter("error")
+        train_noisy(given, val_fraction=0.0, epochs=1, output_dir=str(tmp_path / "all"))
+    assert len(suspects.read(tmp_path / "all")) == 40
 
 
 def test_a_study_takes_a_labels_file_relative_to_where_it_runs(folder, tmp_path, monkeypatch):

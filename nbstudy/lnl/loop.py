@@ -55,7 +55,12 @@ def prepare(params: dict | None = None, **kwargs) -> Setup:
     far = noise_rate_warning(p["noise_kind"], [p["noise_rate"]], ds.num_classes)
     if far:
         warnings.warn(far, stacklevel=2)
-    return setup_on(p, ds)
+    setup = setup_on(p, ds)
+    if ds.labels_file and len(setup.val_idx):
+        warnings.warn(f"{len(setup.val_idx)} of the {len(ds.train_labels)} given labels are held out "
+                      "as the noisy validation set and not ranked in suspects.csv: val_fraction 0 ranks them all",
+                      stacklevel=2)
+    return setup
 
 
 def setup_on(p: dict, ds) -> Setup:
