@@ -19,8 +19,10 @@ import fcntl
 import functools
 import hashlib
 import json
+import logging
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -171,17 +173,19 @@ def _execute(run: Run, kernels: KernelPool | None) -> dict:
                                                        "notebook": str(executed), "host": socket.gethostname(),
                                                        "started": start}, indent=1))
     write_text(run.folder / "params.yaml", yaml.safe_dump(run.params, sort_keys=False))
-    error = None
+    error, ended = None, "failed"
     try:
         _papermill(run, executed, kernels)
     except papermill.PapermillExecutionError as e:
         error = one_line(e.ename, e.evalue)
     except Exception as e:  # the kernel died, would not start, ...: the run failed, the study goes on
         error = one_line(type(e).__name__, str(e))
+        if kernels is not None and kernels.stopping:   # Ctrl-C killed its kernel (nbstudy.kernels.stop_kernels)
+            error, ended = "interrupted (Ctrl-C): the next run of the study redoes it", "interrupted"
     missing = [f for f in STAGE_OUTPUTS[run.stage] if not (run.folder / f).is_file()]
     if error is None and missing:
         error = f"the notebook finished without writing {', '.join(missing)}"
-    result = {"status": "failed" if error else "finished", "key": run.key, "error": error,
+    result = {"status": ended if error else "finished", "key": run.key, "error": error,
               "notebook": str(executed), "seconds": round(time.time() - start, 1)}
     if not error:
         result["outputs"] = {name: fingerprint(run.folder / name) for name in STAGE_OUTPUTS[run.stage]}
@@ -189,10 +193,24 @@ def _execute(run: Run, kernels: KernelPool | None) -> dict:
     return result
 
 
+class _QuietWhenStopping(logging.Filter):
+    """Drops nbclient's "Kernel died while waiting for execute reply." for a kernel a stopping study killed on
+    purpose (Ctrl-C): the user is told once what happened, by `nbstudy.cli`. papermill hands nbclient its logger."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        pool = getattr(_RUNNING_IN, "pool", None)
+        return not (pool is not None and pool.stopping and record.getMessage().startswith("Kernel died"))
+
+
+_RUNNING_IN = threading.local()   # the kernel pool of the run this thread executes
+logging.getLogger("papermill").addFilter(_QuietWhenStopping())
+
+
 def _papermill(run: Run, executed: Path, kernels: KernelPool | None) -> None:
     """Execute the notebook in a kernel from the pool, or (kernels None: a Ray task) in a one-off pool's kernel,
     closed after the run: one way to start, retry and reset a kernel for both executors."""
     pool = kernels if kernels is not None else KernelPool()
+    _RUNNING_IN.pool = pool
     try:
         with pool.kernel(run.notebook) as kernel:
             papermill.execute_notebook(str(run.notebook), str(executed), km=kernel.manager, parameters=run.params,

@@ -181,7 +181,7 @@ def _report(run, future, bar) -> tuple[str, str | None]:
         error = one_line(type(e).__name__, str(e))
         bar.write(f"FAILED {run.name}: {error}\n  (no result came back; the run is redone next time)", file=sys.stderr)
         return "failed", error
-    if result["status"] == "failed":
+    if result["status"] != "finished":   # failed, or interrupted (Ctrl-C)
         bar.write(f"FAILED {run.name}: {result['error']}\n  see {result['notebook']}", file=sys.stderr)
     elif result.get("by"):
         bar.write(f"left to {result['by']}: {run.name} (finished there)", file=sys.stderr)

@@ -204,6 +204,30 @@ def test_a_killed_study_started_again_finishes_only_what_is_missing(tmp_path, st
     assert all(r["status"] == "finished" for r in rows(tmp_path)) and len(rows(tmp_path)) == 4
 
 
+def test_ctrl_c_stops_the_study_in_one_line_and_marks_the_run_interrupted(tmp_path, stubs):
+    """Ctrl-C in a terminal reaches the whole process group: the study kills its kernels and says so once; the
+    run it cut off is recorded as interrupted, not as failed with "Kernel died", and the next run redoes it."""
+    cli, executions = stubs
+    marker = tmp_path / "hung-kernel-pid"
+    write_stubs(tmp_path / "nb", tmp_path / "executions.log", train_body=HANG_ONCE.format(marker=str(marker)) + TRAIN_BODY)
+    command = [sys.executable, "-c", "import sys; from nbstudy.cli import main; sys.exit(main())", "study",
+               str(study_file(tmp_path)), "--out", str(tmp_path / "out"), "--notebooks", str(tmp_path / "nb")]
+    study = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    deadline = time.time() + 120
+    while not marker.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    os.killpg(study.pid, signal.SIGINT)
+    _, err = study.communicate(timeout=60)
+    assert study.returncode == 130
+    assert "Kernel died" not in err and "FAILED" not in err, err
+    assert err.rstrip().endswith("nbstudy: interrupted: finished runs are kept; run the same command to do the rest")
+    hung = next((tmp_path / "out" / "s").glob("train/random-ce-symmetric-0.6-*"))
+    recorded = json.loads((hung / "status.json").read_text())
+    assert recorded["status"] == "interrupted" and recorded["error"].startswith("interrupted (Ctrl-C)")
+    assert cli(study_file(tmp_path)) == 0 and "train random ce 0.6 0" in executions()
+
 def test_dry_run_lists_the_runs_and_runs_nothing(tmp_path, stubs, capsys):
     cli, executions = stubs
     assert cli(study_file(tmp_path), "--dry-run") == 0
