@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+from nbstudy import __version__
 from nbstudy.errors import NbstudyError
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
@@ -38,6 +39,7 @@ def main(argv=None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nbstudy", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
     study = commands.add_parser("study", help="run a study: pretraining, noisy-label training, analysis notebooks",
                                 description="Run the study a YAML file describes; finished runs are skipped.")

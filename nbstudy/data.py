@@ -179,6 +179,11 @@ def check_labels(ds: Dataset) -> Dataset:
         raise NbstudyError(f"{where}: {len(missing)} of {k} classes never appear in the training labels: {shown}"
                            f"{hint}: every class must have training images (fix the labels, or give the classes "
                            "as 0..K-1 without gaps)")
+    untested = np.flatnonzero(np.bincount(ds.test_labels, minlength=k) == 0) if ds.test_labels.size else []
+    if len(untested):   # a stray folder (a copy, a typo) becomes a class that nothing scores
+        shown = ", ".join(f"{ds.class_names[i]} ({counts[i]} training images)" for i in untested[:5])
+        warnings.warn(f"{where}: {len(untested)} of {k} classes have no test images, so no test scores them: "
+                      f"{shown}; a stray or misnamed folder? fix or remove it", stacklevel=3)
     return ds
 
 

@@ -44,8 +44,8 @@ def apply(ds, labels_file):
         raise NbstudyError(f"cannot read {where} ({e}): save it as a UTF-8 CSV") from None
     header = [cell.strip().lower() for cell in rows[0]] if rows else []
     if len(header) != 2 or header[0] not in KEYS or header[1] != "label":
-        raise NbstudyError(f"{where}: the first line must be the header path,label or index,label, got "
-                           f"{','.join(rows[0]) if rows else 'an empty file'!r}")
+        got = f"got {','.join(rows[0])!r}" if rows else "but the file is empty"
+        raise NbstudyError(f"{where}: the first line must be the header path,label or index,label, {got}")
     key = header[0]
     if key == "path" and ds.train_files is None:
         raise NbstudyError(f"{where} names images by path, but the {ds.name} data set has no image files: "

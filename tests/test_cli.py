@@ -352,3 +352,11 @@ def torch_load(path):
     import torch
 
     return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def test_version_is_the_installed_one(capsys):
+    import importlib.metadata
+
+    with pytest.raises(SystemExit) as ended:
+        main(["--version"])
+    assert ended.value.code == 0 and capsys.readouterr().out == f"nbstudy {importlib.metadata.version('nbstudy')}\n"

@@ -88,6 +88,15 @@ def _imports(path: Path) -> set:
     return found
 
 
+def test_readme_names_every_method_of_each_stage():
+    """README's "From Python" lists the registries' methods; a method added to a registry is added there too."""
+    api = ROOT.joinpath("README.md").read_text().split("## From Python", 1)[1].split("\n## ", 1)[0]
+    api = " ".join(api.split())
+    for stage in (pretrain, lnl):
+        listed = api.split(f"`nbstudy.{stage.__name__.split('.')[-1]}.METHODS` (", 1)[1].split(")", 1)[0]
+        assert re.findall(r"`(\w+)`", listed) == list(stage.METHODS)
+
+
 def test_no_module_imports_a_module_that_imports_it_back():
     def name(path):   # nbstudy/lnl/__init__.py is the module nbstudy.lnl
         parts = path.relative_to(ROOT).with_suffix("").parts

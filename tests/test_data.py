@@ -278,6 +278,17 @@ def test_image_folder_with_train_test_and_val(tmp_path):
         load_dataset("image_folder", tmp_path, test_fraction=0.3)
 
 
+def test_a_class_folder_with_no_test_images_is_named_in_a_warning(tmp_path):
+    """A stray copy of a class folder in train/ becomes a class of its own that no test image scores."""
+    for split, n in (("train", 3), ("test", 2)):
+        for name in ("cat", "dog"):
+            for i in range(n):
+                _save(tmp_path / split / name / f"{i}.png", _rgb(10))
+    _save(tmp_path / "train" / "dog_copy" / "0.png", _rgb(10))
+    with pytest.warns(UserWarning, match=r"1 of 3 classes have no test images, so no test scores them: dog_copy "
+                                         r"\(1 training images\); a stray or misnamed folder\? fix or remove it"):
+        assert load_dataset("image_folder", tmp_path).class_names == ["cat", "dog", "dog_copy"]
+
 def test_image_folder_errors(tmp_path):
     _save(tmp_path / "a" / "x.png", _rgb(8))
     _save(tmp_path / "a" / "y.png", _rgb(8))

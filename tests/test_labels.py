@@ -67,7 +67,7 @@ def test_a_labels_file_by_index_for_a_set_without_files(tmp_path):
 @pytest.mark.parametrize("text, message", [
     (None, "does not exist: fix the dataset option labels"),
     ("file,label\n", "the first line must be the header path,label or index,label, got 'file,label'"),
-    ("", "the first line must be the header path,label or index,label, got 'an empty file'"),
+    ("", "the first line must be the header path,label or index,label, but the file is empty"),
     ("path,label\ntrain/benign/9.png,benign\n", "line 2: train/benign/9.png is not a training image of the data set"),
     ("path,label\ntrain/benign/0.png,tumour\n", "line 2: unknown class 'tumour': use one of benign, malignant or an "
                                                "index 0..1"),
