@@ -130,9 +130,10 @@ def test_the_followup_study_file_passes_a_dry_run(tmp_path, monkeypatch, capsys)
     path = Path(__file__).resolve().parents[1] / "parameters" / "followup_pathmnist.yaml"
     (tmp_path / "data").mkdir()
     rng = np.random.default_rng(0)
+    sizes = {"train": 260, "val": 18, "test": 18}   # a dry run checks each run's batch size against the images
     np.savez(tmp_path / "data" / "pathmnist.npz",
-             **{f"{s}_images": rng.integers(0, 256, (18, 28, 28, 3), dtype=np.uint8) for s in ("train", "val", "test")},
-             **{f"{s}_labels": np.arange(18).reshape(-1, 1) % 9 for s in ("train", "val", "test")})
+             **{f"{s}_images": rng.integers(0, 256, (n, 28, 28, 3), dtype=np.uint8) for s, n in sizes.items()},
+             **{f"{s}_labels": np.arange(n).reshape(-1, 1) % 9 for s, n in sizes.items()})
     monkeypatch.chdir(tmp_path)
     assert main(["study", str(path), "--dry-run", "--out", "out"]) == 0
     out = capsys.readouterr().out

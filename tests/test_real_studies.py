@@ -2,7 +2,6 @@
 a folder whose data/ holds a small cut of each set (tests/data/README.md; PathMNIST: made-up pixels in its
 layout, which is all a dry run reads), and are the size they say."""
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,16 +15,27 @@ DATA = Path(__file__).resolve().parent / "data"
 CPU, GPU = ["breastmnist", "retinamnist"], ["breastmnist_gpu", "retinamnist_gpu", "pathmnist"]
 
 
+TRAIN_IMAGES = 260   # two batches of the largest training batch_size the study files use (128), and some
+
+
 @pytest.fixture
 def data_folder(tmp_path, monkeypatch):
-    """A working folder whose data/ holds what the study files name, as a user would put it there."""
+    """A working folder whose data/ holds what the study files name, as a user would put it there. A dry run
+    checks each run's batch size against the training images, so each cut's training split is repeated to
+    TRAIN_IMAGES (a dry run reads the layout, classes and counts, never what the images show)."""
     (tmp_path / "data").mkdir()
-    shutil.copy(DATA / "breastmnist_mini.npz", tmp_path / "data" / "breastmnist_28.npz")
-    shutil.copy(DATA / "retinamnist_mini.npz", tmp_path / "data" / "retinamnist_28.npz")
+    for mini, name in (("breastmnist_mini", "breastmnist_28"), ("retinamnist_mini", "retinamnist_28")):
+        with np.load(DATA / f"{mini}.npz") as cut:
+            arrays = dict(cut)
+        repeat = -(-TRAIN_IMAGES // len(arrays["train_labels"]))
+        for key in ("train_images", "train_labels"):
+            arrays[key] = np.concatenate([arrays[key]] * repeat)
+        np.savez(tmp_path / "data" / f"{name}.npz", **arrays)
     rng = np.random.default_rng(0)
+    sizes = {"train": TRAIN_IMAGES, "val": 18, "test": 18}
     np.savez(tmp_path / "data" / "pathmnist_64.npz",
-             **{f"{s}_images": rng.integers(0, 256, (18, 64, 64, 3), dtype=np.uint8) for s in ("train", "val", "test")},
-             **{f"{s}_labels": np.arange(18).reshape(-1, 1) % 9 for s in ("train", "val", "test")})
+             **{f"{s}_images": rng.integers(0, 256, (n, 64, 64, 3), dtype=np.uint8) for s, n in sizes.items()},
+             **{f"{s}_labels": np.arange(n).reshape(-1, 1) % 9 for s, n in sizes.items()})
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

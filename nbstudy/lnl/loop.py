@@ -52,24 +52,21 @@ def prepare(params: dict | None = None, **kwargs) -> Setup:
                       **p["dataset_options"])
     if p["init"] != "random":
         _check_init_data(p)
-    far = noise_rate_warning(p["noise_kind"], [p["noise_rate"]], ds.num_classes)
-    if far:
-        warnings.warn(far, stacklevel=2)
     setup = setup_on(p, ds)
-    if ds.labels_file and len(setup.val_idx):
-        warnings.warn(f"{len(setup.val_idx)} of the {len(ds.train_labels)} given labels are held out "
-                      "as the noisy validation set and not ranked in suspects.csv: val_fraction 0 ranks them all",
-                      stacklevel=2)
+    held_out = (f"{len(setup.val_idx)} of the {len(ds.train_labels)} given labels are held out as the noisy "
+                "validation set and not ranked in suspects.csv: val_fraction 0 ranks them all")
+    for message in (noise_rate_warning(p["noise_kind"], [p["noise_rate"]], ds.num_classes),
+                    held_out if ds.labels_file and len(setup.val_idx) else None):
+        if message:
+            warnings.warn(message, stacklevel=2)
     return setup
 
 
 def setup_on(p: dict, ds) -> Setup:
     """A run's Setup on its loaded data set `ds` (resolved parameters `p`): the labels corrupted (same seed, same
-    noisy labels), the method's options checked against the expected noise rate, the noisy validation set (the
-    data set's own validation split with its labels corrupted alike, for val_split dataset or auto when it has
-    one; else val_fraction of the training images with their noisy labels) and the batch size against the
-    images left. Every check a run makes against its data is here, so a study checks them all before it starts
-    (`nbstudy.runner.check_runs_on_data`). Errors: NbstudyError, one line."""
+    noisy labels), the method's options, the noisy validation set (`validation.split`), the batch size against
+    the images left. Every check a run makes against its data is here, so a study makes them all before it
+    starts (`nbstudy.runner.check_runs_on_data`). Errors: NbstudyError, one line."""
     method = METHODS[p["method"]]
     clean = np.asarray(ds.train_labels, dtype=np.int64)
     noisy = noise.corrupt_labels(clean, ds.num_classes, p["noise_rate"], p["noise_kind"], seed=p["seed"],
