@@ -1,5 +1,7 @@
 """suspects.csv: the ranking, its scores against a known wrong-label mask, and the file every training run writes."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -49,3 +51,52 @@ def test_class_names_that_look_like_numbers_read_back_as_names(tmp_path):
     table = suspects.read(tmp_path)
     assert table["given_class"].tolist() == ["1", "0"] and table["index"].tolist() == [7, 4]
     assert table["file"].tolist() == ["", ""] and table["wrong_label"].isna().all()
+
+
+def test_shared_top_k_by_hand():
+    from nbstudy.analysis.suspects import shared_top_k
+
+    assert shared_top_k([5, 3, 9, 1], [9, 7, 5, 3], 3).tolist() == [5, 9]   # 3 is 4th in the second list
+    assert shared_top_k([5, 3], [1, 2], 2).tolist() == []
+
+
+def test_on_given_labels_each_list_is_set_beside_cleanlabs(tmp_path, one_torch_thread):
+    """No planted noise, so nothing to score: the suspects notebook compares each run's first k with cleanlab's
+    on the same labels instead (a newcomer found no cleanlab list at all on their own labels)."""
+    from nbstudy.analysis import runs
+    from nbstudy.analysis import suspects as S
+    from nbstudy.data import load_dataset
+    from nbstudy.lnl import train_noisy
+
+    options = {"per_class": 20, "test_per_class": 5, "num_classes": 2}
+    own = load_dataset("synthetic", resolution=16, **options)
+    given = own.train_labels.copy()
+    given[:6] = 1 - given[:6]
+    (tmp_path / "labels.csv").write_text("index,label\n" + "".join(f"{i},{y}\n" for i, y in enumerate(given)))
+    for method in ("ce", "coteaching"):
+        train_noisy(dataset_options={**options, "labels": str(tmp_path / "labels.csv")}, resolution=16,
+                    stem="imagenet", method=method, noise_rate=0.0, epochs=1, batch_size=8, val_fraction=0.0,
+                    output_dir=str(tmp_path / "study" / "train" / method), progress=False)
+    study = runs.load_study(tmp_path / "study")
+    beside = S.beside_cleanlab(study)
+    table = beside["table"]
+    assert sorted(table["ranker"]) == ["ce", "coteaching"] and set(table["init"]) == {"random"}
+    assert beside["k"] == 4 and beside["n"] == 40 and beside["chance"] == 0.1
+    assert table["shared_with_cleanlab"].between(0, 1).all()
+    theirs = beside["cleanlab"]["random"]
+    assert theirs["rank"].tolist() == list(range(1, 41)) and sorted(theirs["index"]) == list(range(40))
+    assert (theirs["suspicion"].diff().dropna() <= 0).all()
+    for method in ("ce", "coteaching"):   # what every list puts first is in each list's first k
+        first = S._table(str(tmp_path / "study" / "train" / method))["index"][:4]
+        assert set(beside["flagged_by_all"]["random"]) <= set(first) & set(theirs["index"][:4])
+    assert "a random pick would share 10%" in S.beside_finding(beside)
+    # and the suspects notebook shows it, as a study would run it on these runs
+    import papermill
+
+    from nbstudy.kernels import KERNEL
+
+    notebook = Path(__file__).resolve().parents[1] / "notebooks" / "15_suspects.ipynb"
+    done = papermill.execute_notebook(str(notebook), str(tmp_path / "15_suspects.ipynb"), kernel_name=KERNEL,
+                                      parameters={"study_dir": str(tmp_path / "study")}, progress_bar=False)
+    shown = "".join(o.get("text", "") for c in done.cells if c.cell_type == "code" for o in c.outputs)
+    assert "a random pick would share 10%" in shown and "Which labels are wrong is unknown here" in shown

@@ -115,6 +115,64 @@ def finding(study: R.Study, scored: dict) -> str:
             f"{best.precision_at_k:.0%} wrong; a random pick would find {precision['wrong_fraction']:.0%}.")
 
 
+def shared_top_k(ranked_a, ranked_b, k: int) -> np.ndarray:
+    """The samples (data set indices) in the first k of both rankings (most suspect first), in ranking a's order."""
+    b = set(np.asarray(ranked_b)[:k].tolist())
+    return np.array([i for i in np.asarray(ranked_a)[:k].tolist() if i in b], dtype=np.int64)
+
+
+def beside_cleanlab(study: R.Study, noise_rate=None, noise_kind=None, seed=None, dataset=None) -> dict:
+    """Each run's list beside cleanlab's where nothing can score them (given labels, no planted noise): of a
+    run's k most suspect labels (k as results.csv's precision@k: 10% of the training samples), how many
+    cleanlab on the same labels from the same init also puts in its first k; a random pick would share k / N.
+    The labels every list of an init puts first are the ones to check first.
+
+    Returns {grid values, k, n (training samples), chance (k / n), table: DataFrame (backbone, ranker, init,
+    k, shared_with_cleanlab), cleanlab: {init: suspects-like DataFrame (rank, index, given_label, suspicion),
+    most suspect first}, flagged_by_all: {init: data set indices in the first k of every list of that init}}.
+    Needs the cleanlab package (`nbstudy.lnl.label_issues`)."""
+    g = R.grid_defaults(study, noise_rate, noise_kind, seed)
+    data = dataset if dataset is not None else R.study_dataset(study)
+    rows, lists, everyone, k, n = [], {}, {}, None, None
+    for init in study.choices("init"):
+        found = R.select(study, init=init, **g)
+        if found.empty:
+            continue
+        records = R.read_run(found.iloc[0]["run_dir"])
+        idx = np.asarray(records["train_indices"])
+        result = label_issues.baseline_for_run(records, data)
+        order = suspects.ranking(result["suspicion"])
+        k, n = suspects.top_k(len(idx)), len(idx)
+        theirs = idx[order]
+        lists[init] = pd.DataFrame({"rank": np.arange(1, n + 1), "index": theirs,
+                                    "given_label": [data.class_names[c] for c in
+                                                    np.asarray(records["noisy_labels"])[theirs]],
+                                    "suspicion": np.asarray(result["suspicion"])[order]})
+        first = theirs
+        for _, run in found.iterrows():
+            ours = _table(run["run_dir"])["index"].to_numpy()
+            rows.append({"backbone": g["backbone"], "ranker": run["method"], "init": init, "k": k,
+                         "shared_with_cleanlab": len(shared_top_k(ours, theirs, k)) / k})
+            first = shared_top_k(ours, first, k)
+        everyone[init] = first
+    return {**g, "k": k, "n": n, "chance": None if not n else k / n, "table": pd.DataFrame(rows),
+            "cleanlab": lists, "flagged_by_all": everyone}
+
+
+def beside_finding(beside: dict) -> str:
+    """What `beside_cleanlab` says, in two sentences."""
+    t = beside["table"]
+    if t.empty:
+        return "No run to set beside cleanlab's list."
+    most = t.sort_values("shared_with_cleanlab", ascending=False, kind="stable").iloc[0]
+    flagged = ", ".join(f"{len(v)} from {init} init" for init, v in beside["flagged_by_all"].items())
+    return (f"Which labels are wrong is unknown here, so no list can be scored; they can be compared. Of its "
+            f"{beside['k']} most suspect labels, {most.ranker} from {most.init} init shares "
+            f"{most.shared_with_cleanlab:.0%} with cleanlab's first {beside['k']} (a random pick would share "
+            f"{beside['chance']:.0%}). Every list of an init puts these first, the labels to check first: {flagged} "
+            "(`flagged_by_all`).")
+
+
 def _curve(ranker: str, init: str, wrong_ranked) -> pd.DataFrame:
     precision = precision_curve(wrong_ranked)
     return pd.DataFrame({"ranker": ranker, "init": init, "k": np.arange(1, len(precision) + 1),

@@ -39,14 +39,19 @@ def ranking(suspicion: np.ndarray) -> np.ndarray:
     return np.argsort(-np.asarray(suspicion, dtype=np.float64), kind="stable")
 
 
+def top_k(n: int, top_fraction: float = TOP_FRACTION) -> int:
+    """The k of precision@k for n ranked samples: max(1, round(top_fraction * n))."""
+    return max(1, round(top_fraction * n))
+
+
 def scores(suspicion: np.ndarray, wrong: np.ndarray, top_fraction: float = TOP_FRACTION) -> dict:
     """How well `suspicion` (N,) finds the wrong labels `wrong` (N, bool).
 
-    Returns suspects_k (k = max(1, round(top_fraction * N))), suspects_precision_at_k (share of the top k whose
+    Returns suspects_k (`top_k`), suspects_precision_at_k (share of the top k whose
     label is wrong), suspects_recall_at_k (share of the wrong labels that are in the top k) and suspects_auc
     (ROC-AUC); each None where it is undefined (no wrong label; AUC also when every label is wrong)."""
     wrong = np.asarray(wrong, dtype=bool)
-    k = max(1, round(top_fraction * len(wrong)))
+    k = top_k(len(wrong), top_fraction)
     hits = int(wrong[ranking(suspicion)[:k]].sum())
     if not wrong.any():   # nothing to find: precision and recall say nothing
         return {"suspects_k": k, "suspects_precision_at_k": None, "suspects_recall_at_k": None, "suspects_auc": None}
