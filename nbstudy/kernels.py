@@ -68,7 +68,7 @@ class TrackedKernelManager(AsyncKernelManager):
 
 
 def stop_kernels() -> None:
-    """Kill every kernel alive (Ctrl-C): the runs in them end as failed, to be redone next time."""
+    """Kill every kernel alive (Ctrl-C): the runs in them end as interrupted, to be redone next time."""
     for manager in list(RUNNING):
         with contextlib.suppress(ProcessLookupError, TypeError):  # TypeError: it ended meanwhile (pgid None)
             os.killpg(manager.provisioner.pgid, signal.SIGKILL)

@@ -210,16 +210,23 @@ def test_ctrl_c_stops_the_study_in_one_line_and_marks_the_run_interrupted(tmp_pa
     cli, executions = stubs
     marker = tmp_path / "hung-kernel-pid"
     write_stubs(tmp_path / "nb", tmp_path / "executions.log", train_body=HANG_ONCE.format(marker=str(marker)) + TRAIN_BODY)
-    command = [sys.executable, "-c", "import sys; from nbstudy.cli import main; sys.exit(main())", "study",
-               str(study_file(tmp_path)), "--out", str(tmp_path / "out"), "--notebooks", str(tmp_path / "nb")]
-    study = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                             start_new_session=True)
+    command = [sys.executable, "-X", "faulthandler", "-c", "import sys; from nbstudy.cli import main; sys.exit(main())",
+               "study", str(study_file(tmp_path)), "--out", str(tmp_path / "out"), "--notebooks", str(tmp_path / "nb")]
+    log = tmp_path / "stderr.txt"   # a file, not a pipe: a pipe's reader would also wait on every kernel holding it
+    with open(log, "w") as stderr:
+        study = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
     deadline = time.time() + 120
     while not marker.exists() and time.time() < deadline:
         time.sleep(0.2)
     time.sleep(0.5)
     os.killpg(study.pid, signal.SIGINT)
-    _, err = study.communicate(timeout=60)
+    try:
+        study.wait(timeout=120)
+    except subprocess.TimeoutExpired:   # say where it hangs: faulthandler prints every thread's stack on SIGABRT
+        os.killpg(study.pid, signal.SIGABRT)
+        study.wait(timeout=30)
+        pytest.fail(f"the study did not end after Ctrl-C: {log.read_text()[-4000:]}")
+    err = log.read_text()
     assert study.returncode == 130
     assert "Kernel died" not in err and "FAILED" not in err, err
     assert err.rstrip().endswith("nbstudy: interrupted: finished runs are kept; run the same command to do the rest")
