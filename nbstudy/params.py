@@ -162,6 +162,11 @@ def precision_param() -> Param:
                  "(on a CPU faster on some, slower on others: docs/benchmarks.md)")
 
 
+def resume_param() -> Param:
+    """The `resume` run parameter both stages share (written here once)."""
+    return Param(True, flag(), "resume a killed run, reuse a finished one (False: start over)", run_only=True)
+
+
 def data_params() -> dict:
     """The dataset parameters both stages share (written here once): what `nbstudy.data.load_dataset` loads."""
     return {

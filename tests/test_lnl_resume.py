@@ -88,3 +88,33 @@ def test_a_vit_run_is_the_same_run_whatever_the_stem(tmp_path):
     train_noisy(params, output_dir=str(tmp_path / "resnet"))
     with pytest.raises(NbstudyError, match=r"finished run with other parameters \(stem: 'imagenet' there, 'small' now\)"):
         train_noisy({**params, "stem": "small"}, output_dir=str(tmp_path / "resnet"))
+
+
+def test_a_finished_run_is_reused_unless_resume_is_off_or_its_labels_changed(tmp_path, monkeypatch):
+    """As a pretraining run is: started again with the same parameters, a finished run is returned as it is
+    (a newcomer's script retrained it in full each time); resume=False trains it again; so does a labels file
+    edited in place, whose path, and so whose parameters, stay the same."""
+    import dataclasses
+
+    from nbstudy.lnl import registry
+
+    ce, epochs = registry.METHODS["ce"], []
+
+    def counted(ctx, epoch, state):
+        epochs.append(epoch)
+        return ce.train_epoch(ctx, epoch, state)
+
+    monkeypatch.setitem(registry.METHODS, "ce", dataclasses.replace(ce, train_epoch=counted))
+    labels = tmp_path / "labels.csv"
+    labels.write_text("index,label\n" + "".join(f"{i},{i % 4}\n" for i in range(48)))
+    params = {**TINY, "method": "ce", "epochs": 1, "noise_rate": 0.0, "output_dir": str(tmp_path / "run"),
+              "dataset_options": {**TINY["dataset_options"], "labels": str(labels)}}
+    first = train_noisy(params)
+    written = (tmp_path / "run" / "metrics.json").stat().st_mtime_ns
+    assert train_noisy(params) == first and epochs == [0]
+    assert (tmp_path / "run" / "metrics.json").stat().st_mtime_ns == written
+    train_noisy(params, resume=False)
+    assert epochs == [0, 0]
+    labels.write_text("index,label\n" + "".join(f"{i},{(i + (i == 0)) % 4}\n" for i in range(48)))
+    train_noisy(params)
+    assert epochs == [0, 0, 0] and load_records(tmp_path / "run")["noisy_labels"][0] == 1

@@ -1,19 +1,16 @@
 """Stage 2's loop, the same for every noisy-label method: prepare the data and noise, train, evaluate, record.
 
-1. `prepare(params)`: check the parameters (`params.resolve`), load the dataset,
-   corrupt the labels (same seed, same noisy labels) and take a validation set
-   with noisy labels (for the checkpoint a user would pick without test labels):
-   the data set's own validation split, noised alike, or held-out training images.
-2. `train(setup)`: build the networks (random or pretrained init), then per
-   epoch: the method's schedule and epoch (`base.Method`), test accuracy of
-   every network and the ensemble, selection scored against the wrong-label
-   mask, per-sample losses, an atomic checkpoint; at the end the records
-   (`records.write_run`).
+1. `prepare(params)`: check the parameters (`params.resolve`), load the dataset, corrupt the labels (same seed,
+   same noisy labels) and take a validation set with noisy labels (for the checkpoint a user would pick without
+   test labels): the data set's own validation split, noised alike, or held-out training images (`setup_on`).
+2. `train(setup)`: build the networks (random or pretrained init), then per epoch: the method's schedule and
+   epoch (`base.Method`), test accuracy of every network and the ensemble, selection scored against the
+   wrong-label mask, per-sample losses, an atomic checkpoint; at the end the records (`records.write_run`).
 
-A run started again with the same parameters and output folder resumes from its
-last checkpoint (`nbstudy.resume`) and ends as an uninterrupted run would (bit
-for bit on the CPU): the checkpoint holds the networks, optimisers (the schedule
-is a pure function of the epoch), every random stream and the history so far.
+A run started again with the same parameters and output folder (resume, the default) reuses it if it finished,
+else resumes from its last checkpoint (`nbstudy.resume`) and ends as an uninterrupted run would (bit for bit on
+the CPU): the checkpoint holds the networks, optimisers (the schedule is a pure function of the epoch), every
+random stream and the history so far.
 """
 
 from __future__ import annotations
@@ -84,8 +81,7 @@ def setup_on(p: dict, ds) -> Setup:
 
 def train(setup: Setup) -> dict:
     """Train `setup`'s method, write the records to output_dir, return the `final` metrics."""
-    p, method = setup.params, setup.method
-    out = Path(p["output_dir"])
+    p, method, out = setup.params, setup.method, Path(setup.params["output_dir"])
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -97,7 +93,11 @@ def train(setup: Setup) -> dict:
     labels = hashlib.sha256(setup.noisy_labels.tobytes() + setup.train_idx.tobytes() + val).hexdigest()
     key = resume.run_key(named(p), RUN_ONLY, labels_sha256=labels)
     _refuse_other_finished_run(out, key)
-    saved = resume.load_state(ckpt_path, key)
+    done = records.finished_final(out, setup.noisy_labels, setup.train_idx) if p["resume"] else None
+    if done is not None:
+        tqdm.write(f"{out} is a finished run with these parameters: reusing it (resume=False retrains)")
+        return done
+    saved = resume.load_state(ckpt_path, key) if p["resume"] else None
     save_params(out, p, records.PARAMS_FILE)   # after both checks: another run's folder is left as it was
     device = resolve_device(p["device"])
     configure(device, p["deterministic"])

@@ -44,6 +44,7 @@ PARAMS = {
     "checkpoint_every": Param(1, P.whole(0), "save a resumable checkpoint every N epochs (0: never)",
                               run_only=True),
     "keep_checkpoint": Param(False, P.flag(), "keep checkpoint.pt after the run", run_only=True),
+    "resume": P.resume_param(),
     "deterministic": Param(False, P.flag(), "deterministic cuDNN (CUDA only; the CPU always is)"),
     "precision": P.precision_param(),
     "device": Param("auto", P.device(), "auto (CUDA when present), cpu, cuda, cuda:N", run_only=True),

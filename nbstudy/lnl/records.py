@@ -27,6 +27,7 @@ from sklearn.metrics import roc_auc_score
 from nbstudy.checkpoint import atomic_write
 from nbstudy.errors import NbstudyError
 from nbstudy.evaluate import confusion
+from nbstudy.lnl.suspects import SUSPECTS_FILE
 from nbstudy.plain import jsonable
 
 METRICS_FILE = "metrics.json"
@@ -156,6 +157,22 @@ def finished_params(output_dir) -> dict | None:
     except (OSError, ValueError):
         return None
     return metrics.get("params") if isinstance(metrics, dict) and "final" in metrics else None
+
+
+def finished_final(output_dir, noisy_labels: np.ndarray, train_idx: np.ndarray) -> dict | None:
+    """The `final` of the finished run in output_dir if it trained on these noisy labels and training samples
+    (its parameters are checked apart), else None: a run to train. An edited labels file keeps its path, so
+    the labels themselves are compared."""
+    out = Path(output_dir)
+    if finished_params(out) is None or not all((out / f).is_file() for f in (RECORDS_FILE, SUSPECTS_FILE)):
+        return None
+    try:
+        with np.load(out / RECORDS_FILE) as arrays:
+            same = (np.array_equal(arrays["noisy_labels"], noisy_labels)
+                    and np.array_equal(arrays["train_indices"], train_idx))
+    except (OSError, ValueError, KeyError):   # damaged: train again
+        return None
+    return json.loads((out / METRICS_FILE).read_text())["final"] if same else None
 
 
 def load_records(output_dir) -> dict:

@@ -38,7 +38,7 @@ PARAMS = {
     "torch_compile": Param(False, P.flag(), "torch.compile the network: faster long GPU runs", run_only=True),
     "output_dir": Param("outputs/pretrain", P.text("outputs/pretrain"), "where backbone.pt and the records go",
                         run_only=True),
-    "resume": Param(True, P.flag(), "resume a killed run, reuse a finished one (False: start over)", run_only=True),
+    "resume": P.resume_param(),
     "progress": Param(True, P.flag(), "show progress bars", run_only=True),
 }
 DEFAULTS = P.defaults(PARAMS)
