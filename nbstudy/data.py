@@ -328,7 +328,11 @@ def load_medmnist(data_path, resolution, seed, cache_dir, *, npz_path=None, flag
     ~/.medmnist, downloaded there with the medmnist package if missing. A file
     with only a train or only a test split needs `test_fraction` to split it."""
     path = _medmnist_file(data_path, npz_path, flag, size)
-    flag = (flag or path.stem.split("_")[0]).lower()   # BreastMNIST.npz is breastmnist
+    named = path.stem.split("_")[0].lower()   # BreastMNIST.npz and breastmnist_28.npz are breastmnist
+    if flag and named.endswith("mnist") and named != flag.lower():   # else its classes get another set's names
+        raise NbstudyError(f"flag {flag} but the file is {path.name}, a {named} file: give the {flag.lower()} file, "
+                           "or drop flag (the file's name gives it)")
+    flag = (flag or named).lower()
     try:
         with np.load(path) as npz:
             members = set(npz.files)

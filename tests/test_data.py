@@ -227,6 +227,15 @@ def test_medmnist_flag_finds_file_in_data_path(tmp_path):
     assert load_dataset("medmnist", tmp_path, flag="bloodmnist", size=64).num_classes == 3
 
 
+def test_medmnist_flag_that_names_another_set_than_the_file_is_refused(tmp_path):
+    """Else a BreastMNIST file trains under RetinaMNIST's class names (with the medmnist package installed)."""
+    _npz(tmp_path / "breastmnist_28.npz")
+    with pytest.raises(NbstudyError, match="flag retinamnist but the file is breastmnist_28.npz, a breastmnist file: "
+                                           "give the retinamnist file, or drop flag"):
+        load_dataset("medmnist", tmp_path / "breastmnist_28.npz", flag="retinamnist")
+    assert load_dataset("medmnist", tmp_path / "breastmnist_28.npz", flag="BreastMNIST").num_classes == 3
+
+
 def test_medmnist_offline_without_package_says_where_to_put_the_file(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "medmnist", None)   # import medmnist -> ImportError
     with pytest.raises(NbstudyError, match=r"put it at .*pathmnist_64\.npz") as err:
