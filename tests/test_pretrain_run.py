@@ -129,10 +129,11 @@ def test_data_loaded_with_other_arguments_is_refused_before_training(tmp_path, t
     assert not (tmp_path / "params.yaml").exists()
 
 
-def test_data_loaded_alike_is_accepted_with_paths_and_defaults_written_either_way(monkeypatch):
+def test_data_loaded_alike_is_accepted_with_paths_and_defaults_written_either_way(tmp_path, monkeypatch):
     """The same request written otherwise (a relative path, a default option spelled out) is the same data."""
     monkeypatch.chdir(DATA)
-    data = load_dataset("medmnist", data_path=str(DATA / "breastmnist_mini.npz"), resolution=28, flag=None)
+    data = load_dataset("medmnist", data_path=str(DATA / "breastmnist_mini.npz"), resolution=28, flag=None,
+                        cache_dir=str(tmp_path))   # not beside the shipped file
     params = resolve({**TINY, "dataset": "medmnist", "data_path": "breastmnist_mini.npz", "resolution": 28,
                       "dataset_options": {}})
     assert run_module._check_data(data, params) is data
