@@ -151,6 +151,17 @@ def load_request(name: str, data_path, resolution, seed, options: dict) -> dict:
             "dataset_options": options}
 
 
+def check_run_data(ds: Dataset, params: dict, n_train: int) -> Dataset:
+    """`ds` if it can be the data set of the run with `params` whose records index `n_train` training images,
+    else a one-line error: records read against another data set show other images and labels."""
+    size = params.get("resolution")
+    if ds.name != params["dataset"] or len(ds.train_labels) != n_train or (size and ds.resolution != size):
+        raise NbstudyError(f"the data set given ({ds.name}, {len(ds.train_labels)} training images at {ds.resolution} "
+                           f"px) is not the run's ({params['dataset']}, {n_train} at {size or 'native'} px): pass "
+                           "the run's data set, or none (it is loaded from the run's parameters)")
+    return ds
+
+
 def accepted_options(name: str) -> list:
     """The options data set `name` takes: its loader's keyword-only arguments, then `labels`."""
     loader = inspect.signature(DATASETS[name]).parameters.values()

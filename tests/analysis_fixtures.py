@@ -78,7 +78,9 @@ def _write_run(folder, study, init, method, kind, rate, seed, epochs, n_train, n
         losses.append(loss)
         selection.append(sel)
     init_path = "random" if not pretrained else str(study / "pretrain" / f"{init}-89abcdef" / "backbone.pt")
-    params = {"dataset": "synthetic", "data_path": None, "dataset_options": {}, "resolution": 32, "stem": "auto",
+    assert n % len(CLASSES) == 0, "the synthetic set has as many images of each class"
+    params = {"dataset": "synthetic", "data_path": None, "dataset_options": {"per_class": n // len(CLASSES)},
+              "resolution": 32, "stem": "auto",
               "method": method, "method_options": {}, "noise_kind": kind, "noise_rate": rate, "noise_options": {},
               "init": init_path, "epochs": epochs, "seed": seed, "record_every": 1, "output_dir": str(folder),
               "backbone": backbone}

@@ -90,6 +90,15 @@ def test_on_given_labels_each_list_is_set_beside_cleanlabs(tmp_path, one_torch_t
         first = S._table(str(tmp_path / "study" / "train" / method))["index"][:4]
         assert set(beside["flagged_by_all"]["random"]) <= set(first) & set(theirs["index"][:4])
     assert "a random pick would share 10%" in S.beside_finding(beside)
+    # a data set that is not the runs' is refused, not read with the runs' indices and labels
+    from nbstudy.errors import NbstudyError
+
+    other = load_dataset("synthetic", resolution=16, **{**options, "per_class": 25})
+    for call in (lambda: S.beside_cleanlab(study, dataset=other),
+                 lambda: S.top_suspects(study, "ce", "random", dataset=other)):
+        with pytest.raises(NbstudyError, match=r"the data set given \(synthetic, 50 training images at 16 px\) is "
+                                               r"not the run's \(synthetic, 40 at 16 px\)"):
+            call()
     # and the suspects notebook shows it, as a study would run it on these runs
     import papermill
 

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from nbstudy.analysis import runs as R
+from nbstudy.data import check_run_data
 from nbstudy.errors import NbstudyError
 from nbstudy.lnl import label_issues, suspects
 
@@ -196,7 +197,9 @@ def top_suspects(study: R.Study, method: str, init: str, noise_rate=None, noise_
     if not 0 <= page < pages:
         raise NbstudyError(f"page {page} does not exist: {run['run']} has pages 0..{pages - 1} of {per_page}")
     rows = table.iloc[page * per_page:(page + 1) * per_page].reset_index(drop=True)
-    data = dataset if dataset is not None else R.study_dataset(study)
+    records = R.read_run(run["run_dir"])
+    data = check_run_data(dataset if dataset is not None else R.study_dataset(study), records["params"],
+                          len(records["noisy_labels"]))
     return {"run": run["run"], "method": method, "init": init, **g, "page": page, "pages": pages,
             "rows": rows, "images": np.asarray(data.train_images[rows["index"].to_numpy()]),
             "class_names": list(data.class_names)}

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from nbstudy.checkpoint import load_backbone
+from nbstudy.data import check_run_data
 from nbstudy.errors import NbstudyError
 from nbstudy.evaluate import predict
 from nbstudy.lnl import suspects
@@ -87,6 +88,7 @@ def baseline_for_run(records: dict, dataset, init: str | None = None, device="cp
     same training samples, same given labels, scored on the same wrong-label mask (None if unknown). init:
     the backbone to embed with (default the run's own init). It embeds at the run's precision."""
     p = records["params"]
+    check_run_data(dataset, p, len(records["noisy_labels"]))
     idx = np.asarray(records["train_indices"])
     labels = np.asarray(records["noisy_labels"])[idx]
     feats = features(dataset, p["init"] if init is None else init, p["stem"], p["seed"], device, indices=idx,
