@@ -163,7 +163,9 @@ def run_all(runs: list, executor: Executor, desc: str) -> tuple[dict, dict]:
                     bar.update()
                 else:
                     running[executor.submit(execute, run)] = run
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            # a timeout, so that this thread wakes to take Ctrl-C: the signal may land on a worker thread, and a
+            # wait without one would never return to notice it
+            done, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
             for future in done:
                 run = running.pop(future)
                 outcome[run.name], error = _report(run, future, bar)
