@@ -132,23 +132,22 @@ def load_dataset(name: str, data_path: str | None = None, resolution: int | None
         raise NbstudyError(f"resolution must be a positive integer (pixels per side), got {resolution!r}")
     ds = loader(data_path, None if resolution is None else int(resolution), seed, cache_dir, **options)
     ds = check_labels(ds if labels_file is None else given_labels.apply(ds, labels_file))
-    ds.loaded_with = load_request(name, data_path, resolution, seed,
+    ds.loaded_with = load_request(name, data_path, seed,
                                   {**options, **({} if labels_file is None else {"labels": labels_file})})
     return ds
 
 
-def load_request(name: str, data_path, resolution, seed, options: dict) -> dict:
-    """What a load_dataset call asks for, comparable across calls: paths absolute, options with the loader's
-    defaults filled in. Keys are the stage parameters' names (dataset, data_path, resolution, data_seed,
-    dataset_options), so a passed-in data set can be checked against a run's parameters."""
+def load_request(name: str, data_path, seed, options: dict) -> dict:
+    """What a load_dataset call asks for beyond the name and size the Dataset shows itself, comparable across
+    calls: {data_path, data_seed, and each option}, paths absolute, options with the loader's defaults filled in
+    (the stage parameters' names, so a passed-in data set can be checked against a run's parameters)."""
     path = lambda v: None if v is None else os.path.abspath(os.fspath(v))  # noqa: E731
     defaults = {q.name: q.default for q in inspect.signature(DATASETS[name]).parameters.values()
                 if q.kind == q.KEYWORD_ONLY} if name in DATASETS else {}
     options = {**defaults, **options}
     if options.get("labels") is not None:
         options["labels"] = path(options["labels"])
-    return {"dataset": name, "data_path": path(data_path), "resolution": resolution, "data_seed": seed,
-            "dataset_options": options}
+    return {"data_path": path(data_path), "data_seed": seed, **options}
 
 
 def check_run_data(ds: Dataset, params: dict, n_train: int) -> Dataset:

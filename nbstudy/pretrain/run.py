@@ -236,9 +236,7 @@ def _check_data(data, p: dict):
         raise NbstudyError(f"data= holds {data.name!r} at {data.resolution} px but the parameters say "
                            f"{p['dataset']!r} at {p['resolution']} px: pass the matching dataset or drop data=")
     if data.loaded_with is not None:   # a data set made by hand has only its name and size to check
-        asked = load_request(p["dataset"], p["data_path"], p["resolution"], p["data_seed"], p["dataset_options"])
-        flat = lambda r: {"data_path": r["data_path"], "data_seed": r["data_seed"], **r["dataset_options"]}  # noqa: E731
-        have, want = flat(data.loaded_with), flat(asked)
+        have, want = data.loaded_with, load_request(p["dataset"], p["data_path"], p["data_seed"], p["dataset_options"])
         for key in {**want, **have}:
             if have.get(key) != want.get(key):
                 raise NbstudyError(f"data= was loaded with {key}={have.get(key)!r} but the parameters say "
