@@ -151,12 +151,8 @@ def _savez(tmp, arrays):
 def finished_params(output_dir) -> dict | None:
     """The parameters of the finished run in output_dir (metrics.json with a `final`), or None: no run, or one
     that never finished or cannot be read (nothing finished there to keep)."""
-    path = Path(output_dir) / METRICS_FILE
-    try:
-        metrics = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return metrics.get("params") if isinstance(metrics, dict) and "final" in metrics else None
+    metrics = _finished_metrics(output_dir)
+    return None if metrics is None else metrics.get("params")
 
 
 def finished_final(output_dir, noisy_labels: np.ndarray, train_idx: np.ndarray) -> dict | None:
@@ -164,7 +160,8 @@ def finished_final(output_dir, noisy_labels: np.ndarray, train_idx: np.ndarray) 
     (its parameters are checked apart), else None: a run to train. An edited labels file keeps its path, so
     the labels themselves are compared."""
     out = Path(output_dir)
-    if finished_params(out) is None or not all((out / f).is_file() for f in (RECORDS_FILE, SUSPECTS_FILE)):
+    metrics = _finished_metrics(out)
+    if metrics is None or not all((out / f).is_file() for f in (RECORDS_FILE, SUSPECTS_FILE)):
         return None
     try:
         with np.load(out / RECORDS_FILE) as arrays:
@@ -172,7 +169,16 @@ def finished_final(output_dir, noisy_labels: np.ndarray, train_idx: np.ndarray) 
                     and np.array_equal(arrays["train_indices"], train_idx))
     except (OSError, ValueError, KeyError):   # damaged: train again
         return None
-    return json.loads((out / METRICS_FILE).read_text())["final"] if same else None
+    return metrics["final"] if same else None
+
+
+def _finished_metrics(output_dir) -> dict | None:
+    """metrics.json of a finished run (one with a `final`), or None."""
+    try:
+        metrics = json.loads((Path(output_dir) / METRICS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return metrics if isinstance(metrics, dict) and "final" in metrics else None
 
 
 def load_records(output_dir) -> dict:
